@@ -1,0 +1,29 @@
+# pytest-iotemu — two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SPEC   ?= scenarios/branch.yaml
+
+.PHONY: demo test deps venv lint bench clean
+
+# The venv is rebuilt when the package's dependencies change.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+deps:
+	./scripts/install-deps.sh
+
+demo: deps venv
+	$(BIN)/iotemu validate $(SPEC)
+	$(BIN)/iotemu show $(SPEC)
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache *.egg-info

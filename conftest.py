@@ -1,0 +1,2 @@
+"""Project-wide test settings: pytester for the plugin's own tests."""
+pytest_plugins = ["pytester"]

@@ -1,0 +1,183 @@
+"""The ``iotemu`` command: validate and show fleet specs, list profiles.
+
+Exit status: 0 success, 2 bad input (spec errors, unknown names, bad options) — with a
+message that says what is wrong and how to fix it, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from . import __version__
+from .profiles import ProfileLibrary, builtin_profiles
+from .spec.errors import SpecError
+from .spec.model import FleetSpec
+from .spec.schema import load_spec
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """Bad input on the command line: printed, exit status 2."""
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _library(args: argparse.Namespace) -> ProfileLibrary:
+    return builtin_profiles().with_files(getattr(args, "profiles", None) or [])
+
+
+def _load(path: str, args: argparse.Namespace) -> FleetSpec:
+    return load_spec(path, profiles=_library(args))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            spec = _load(path, args)
+        except SpecError as exc:
+            print(exc.render(), file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        devices = len(spec.devices)
+        checks = sum(len(s.expectations) for s in spec.sites)
+        sites = len(spec.sites)
+        print(f"{path}: ok: fleet {spec.name}, {sites} site{'s' if sites != 1 else ''}, "
+              f"{devices} device{'s' if devices != 1 else ''}, "
+              f"{checks} expectation{'s' if checks != 1 else ''}")
+    return status
+
+
+def spec_as_json(spec: FleetSpec) -> dict[str, Any]:
+    return {
+        "fleet": spec.name,
+        "seed": spec.seed,
+        "source": spec.source,
+        "sites": [{
+            "name": site.name,
+            "interface": site.interface,
+            "dhcp_server": site.lab.dhcp_server if site.lab else None,
+            "devices": [d.as_dict() for d in site.devices],
+            "expectations": [{"id": e.id, "line": e.line, "spec": e.fragment}
+                             for e in site.expectations],
+        } for site in spec.sites],
+    }
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    spec = _load(args.file, args)
+    if args.json:
+        print(json.dumps(spec_as_json(spec), indent=2))
+        return 0
+    print(f"fleet {spec.name} (seed {spec.seed}) from {spec.source}")
+    for site in spec.sites:
+        server = f", DHCP server {site.lab.dhcp_server}" if site.lab and site.is_lab else ""
+        print(f"\nsite {site.name}: interface {site.interface}{server}, "
+              f"{len(site.devices)} devices")
+        rows = [[d.name, d.mac, d.vendor, d.profile, d.cls, d.hostname or "-",
+                 d.pool or (f"static {d.static_ip}" if d.static_ip else "-")]
+                + (["disabled"] if not d.enabled else [""])
+                for d in site.devices]
+        print(_table(rows, ["NAME", "MAC", "VENDOR", "PROFILE", "CLASS", "HOSTNAME", "POOL",
+                            ""]))
+        if site.expectations:
+            print("\nexpectations:")
+            for entry in site.expectations:
+                print(f"  {entry.id}  (line {entry.line})")
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    library = _library(args)
+    if args.action == "show":
+        if args.name not in library:
+            raise CliError(f"unknown profile {args.name!r}{library.suggest(args.name)}; "
+                           "`iotemu profiles` lists them")
+        profile = library[args.name]
+        if args.json:
+            print(json.dumps(profile.as_dict(), indent=2))
+        else:
+            data = profile.as_dict()
+            data["ouis"] = [o.upper() for o in data["ouis"]]
+            print(yaml.safe_dump(data, sort_keys=False, width=100).rstrip())
+        return 0
+    profiles = [library[name] for name in library]
+    if args.json:
+        print(json.dumps([p.as_dict() for p in profiles], indent=2))
+        return 0
+    rows = [[p.name, p.vendor, p.cls, " ".join(o.upper() for o in p.ouis) or "(local)",
+             "unverified" if p.source == "unverified" else "sourced"] for p in profiles]
+    print(_table(rows, ["NAME", "VENDOR", "CLASS", "OUIS", "FINGERPRINT"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iotemu",
+        description="Emulated IoT fleets for branch testing: validate and inspect fleet "
+                    "specs, list device profiles. Run the fleet itself with "
+                    "`pytest --iot-fleet=FILE`.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profiles", metavar="FILE", action="append", default=argparse.SUPPRESS,
+                        help="extra profile file (adds or overrides profiles); repeatable")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("validate", parents=[common], help="check fleet specs; report every "
+                       "error with file:line:col",
+                       description="Validate fleet spec files. Every problem is reported "
+                       "as file:line:col: key.path: message. Exit status 2 if any is bad.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("show", parents=[common], help="print the expanded fleet",
+                       description="Print every device of a fleet spec: name, MAC, vendor, "
+                       "profile, class, hostname and pool.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("profiles", parents=[common], help="list device profiles, or show one",
+                       description="List the device profiles (built-in and from --profiles), "
+                       "or `iotemu profiles show NAME` for one profile in full.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    psub = p.add_subparsers(dest="action", metavar="ACTION")
+    show = psub.add_parser("show", parents=[common], help="show one profile in full")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_profiles, action=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"iotemu: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `iotemu show … | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""One frozen configuration object, resolved once from ``--iot-*`` options and their
+``iot_*`` ini twins (the command line wins)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .spec.schema import IFACE, IFACE_HINT
+
+
+class ConfigError(ValueError):
+    """A bad option value; the plugin turns it into ``pytest.UsageError``."""
+
+
+@dataclass(frozen=True)
+class IotConfig:
+    fleets: tuple[Path, ...] = ()
+    interfaces: Mapping[str, str] = field(default_factory=dict)  # site or "*" -> interface
+    profile_files: tuple[Path, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.fleets)
+
+
+def parse_interfaces(values: Iterable[str], source: str) -> dict[str, str]:
+    """``IFACE`` (every site) or ``SITE=IFACE`` entries, checked."""
+    out: dict[str, str] = {}
+    for raw in values:
+        value = raw.strip()
+        if not value:
+            continue
+        site, sep, iface = value.rpartition("=")
+        key = site if sep else "*"
+        if sep and not site:
+            raise ConfigError(f"{source}: {raw!r} names no site; write SITE=IFACE or IFACE")
+        if not IFACE.match(iface):
+            raise ConfigError(f"{source}: expected {IFACE_HINT}, got {iface!r}")
+        if key in out and out[key] != iface:
+            what = "every site" if key == "*" else f"site {key!r}"
+            raise ConfigError(f"{source}: two interfaces for {what} ({out[key]!r} and "
+                              f"{iface!r}); give one, or SITE=IFACE per site")
+        out[key] = iface
+    return out
+
+
+def _paths(values: Iterable[Any], base: Path) -> tuple[Path, ...]:
+    out = []
+    for value in values:
+        path = Path(os.path.expanduser(str(value)))
+        out.append(path if path.is_absolute() else base / path)
+    return tuple(out)
+
+
+def resolve(options: Mapping[str, Any], ini: Mapping[str, Any], invocation_dir: Path,
+            ini_dir: Path) -> IotConfig:
+    """Options win over ini values; relative paths are taken from where each was given."""
+    if options.get("iot_fleet"):
+        fleets = _paths(options["iot_fleet"], invocation_dir)
+    else:
+        fleets = _paths(ini.get("iot_fleet") or (), ini_dir)
+    if options.get("iot_iface"):
+        interfaces = parse_interfaces(options["iot_iface"], "--iot-iface")
+    else:
+        interfaces = parse_interfaces(ini.get("iot_iface") or (), "iot_iface (ini)")
+    if options.get("iot_profiles"):
+        profiles = _paths(options["iot_profiles"], invocation_dir)
+    else:
+        profiles = _paths(ini.get("iot_profiles") or (), ini_dir)
+    return IotConfig(fleets=fleets, interfaces=interfaces, profile_files=profiles)
