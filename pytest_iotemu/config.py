@@ -47,10 +47,18 @@ def parse_interfaces(values: Iterable[str], source: str) -> dict[str, str]:
 
 
 def _paths(values: Iterable[Any], base: Path) -> tuple[Path, ...]:
+    """Absolute paths, shown relative to the working directory when under it (so that
+    error messages cite the file as the user knows it)."""
     out = []
+    cwd = Path.cwd()
     for value in values:
         path = Path(os.path.expanduser(str(value)))
-        out.append(path if path.is_absolute() else base / path)
+        path = path if path.is_absolute() else base / path
+        try:
+            path = path.relative_to(cwd)
+        except ValueError:
+            pass
+        out.append(path)
     return tuple(out)
 
 

@@ -129,6 +129,7 @@ class _Builder:
         out: dict[str, Node] = {}
         keys: dict[str, tuple[int, int]] = {}
         merged = len(node.value) - own  # merged pairs come first; own keys override them
+        own_keys: set[str] = set()
         for index, (knode, vnode) in enumerate(node.value):
             kpos = (knode.start_mark.line + 1, knode.start_mark.column + 1)
             if not isinstance(knode, yaml.ScalarNode):
@@ -139,12 +140,14 @@ class _Builder:
                 continue
             key = knode.value
             child_path = f"{path}.{key}" if path else key
-            if key in out and index >= merged:
+            if index >= merged and key in own_keys:
                 first = keys[key]
                 self.errors.add(kpos, child_path,
                                 f"duplicate key {key!r} (first written at line {first[0]}); "
                                 "keep one")
             keys[key] = kpos
+            if index >= merged:
+                own_keys.add(key)
             out[key] = self.build(vnode, child_path)
         return Node(out, line, col, "map", keys=keys)
 
