@@ -77,6 +77,9 @@ class Profile:
     model: str | None = None
     description: str | None = None
     protocols: tuple[ProtocolHabit, ...] = ()
+    # who the OUIs are registered to, when not the vendor (a radio module's maker, a
+    # former company name): the registry check compares against this
+    oui_owner: str | None = None
     origin: str = field(default="", compare=False)  # file it was read from
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,6 +89,7 @@ class Profile:
             "class": self.cls,
             "model": self.model,
             "ouis": list(self.ouis),
+            "oui_owner": self.oui_owner,
             "dhcp": self.dhcp.as_dict(),
             "protocols": [p.as_dict() for p in self.protocols],
             "source": self.source,

@@ -15,8 +15,8 @@ PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 PROFILE_NAME_HINT = "a profile name of lower-case letters, digits and '-' (e.g. axis-camera)"
 _OUI = re.compile(r"^[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}$")
 
-PROFILE_KEYS = ("name", "vendor", "class", "model", "description", "ouis", "dhcp",
-                "protocols", "source")
+PROFILE_KEYS = ("name", "vendor", "class", "model", "description", "ouis", "oui_owner",
+                "dhcp", "protocols", "source")
 DHCP_KEYS = ("param_request_list", "vendor_class", "client_id", "max_message_size",
              "hostname", "fqdn", "broadcast", "arp_probe")
 PROTOCOL_KEYS = ("name", "interval", "size", "to", "rate")
@@ -153,6 +153,8 @@ def check_profile(check: Checker, node: Node, path: str, origin: str) -> Profile
     model = check.string(node.get("model"), join(path, "model"), "a model name")
     description = check.string(node.get("description"), join(path, "description"),
                                "a description")
+    oui_owner = check.string(node.get("oui_owner"), join(path, "oui_owner"),
+                             "the organisation the OUIs are registered to")
     source = check.string(node.get("source"), join(path, "source"),
                           "where the fingerprint comes from, or \"unverified\"")
     ouis: Any = ()
@@ -172,9 +174,11 @@ def check_profile(check: Checker, node: Node, path: str, origin: str) -> Profile
     fields = check_fingerprint(check, node.get("dhcp"), join(path, "dhcp"), partial=False)
     protocols = check_protocols(check, node.get("protocols"), join(path, "protocols"))
     protocols = () if protocols is None else protocols
-    values = (name, vendor, cls, model, description, source, ouis, fields, protocols)
+    values = (name, vendor, cls, model, description, source, ouis, fields, protocols,
+              oui_owner)
     if BAD in values or any(v is None for v in (name, vendor, cls, source)) or fields is None:
         return BAD
     return Profile(name=name, vendor=vendor, cls=cls, ouis=ouis,
                    dhcp=DhcpFingerprint(**fields), source=source, model=model,
-                   description=description, protocols=protocols, origin=origin)
+                   description=description, protocols=protocols, oui_owner=oui_owner,
+                   origin=origin)

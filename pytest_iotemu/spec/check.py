@@ -145,7 +145,7 @@ class Checker:
         return node.value
 
     def reference(self, node: Node | None, path: str, kind: str, names: Iterable[str],
-                  extra: Iterable[str] = (), fix: str = "") -> str | Any:
+                  extra: Iterable[str] = (), fix: str = "", list_known: bool = True) -> str | Any:
         """A name that must exist among ``names`` (a group, pool, target, WAN …)."""
         if node is None:
             return None
@@ -157,5 +157,7 @@ class Checker:
             return text
         known = one_of(list(names) + list(extra)) if names or extra else "none are defined"
         hint = did_you_mean(text, list(names) + list(extra))
-        return self.error(node, path, f"unknown {kind} {text!r}{hint}; known: {known}"
-                          + (f"; {fix}" if fix else ""))
+        message = f"unknown {kind} {text!r}{hint}"
+        if list_known:
+            message += f"; known: {known}"
+        return self.error(node, path, message + (f"; {fix}" if fix else ""))

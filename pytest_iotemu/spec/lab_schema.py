@@ -55,7 +55,7 @@ def check_match(check: Checker, node: Node, path: str, profiles: Any) -> Match |
     if "profile" in node.value:
         fields["profiles"] = _one_or_many(
             check, node.value["profile"], join(path, "profile"),
-            lambda n, p: check.reference(n, p, "profile", profiles,
+            lambda n, p: check.reference(n, p, "profile", profiles, list_known=False,
                                          fix="`iotemu profiles` lists them"))
     if "group" in node.value:
         fields["groups"] = _one_or_many(

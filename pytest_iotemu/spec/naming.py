@@ -22,7 +22,8 @@ PATTERN_FIELDS = {
 }
 UNIQUE_FIELDS = ("n", "mac", "mac6", "MAC", "MAC6")
 
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# Option 12 is a string, and real devices send '_' (ESP_0A0B0C, Polycom_…): allowed here.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
 class PatternError(ValueError):
@@ -74,8 +75,8 @@ def hostname_problem(hostname: str) -> str | None:
         return "longer than 253 characters"
     for label in hostname.split("."):
         if not _LABEL.match(label):
-            return ("not a valid host name (letters, digits and '-' in labels of at most "
-                    "63 characters, not starting or ending with '-')")
+            return ("not a valid host name (letters, digits, '-' and '_' in labels of at "
+                    "most 63 characters, not starting or ending with '-')")
     return None
 
 
