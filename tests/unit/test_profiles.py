@@ -97,3 +97,12 @@ def test_every_profile_expands_and_validates() -> None:
         if profile.ouis:
             assert device.mac[:8] in profile.ouis
         assert device.pool == "default"
+
+
+def test_docs_list_every_profile_with_its_source() -> None:
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "profiles.md").read_text()
+    for name in NAMES:
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"docs/profiles.md does not list {name}"
+        assert LIBRARY[name].source in row
