@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
@@ -16,7 +17,8 @@ from . import __version__
 from .profiles import ProfileLibrary, builtin_profiles
 from .spec.errors import SpecError
 from .spec.model import FleetSpec
-from .spec.schema import load_spec
+from .importer import read_legacy
+from .spec.schema import load_spec, parse_spec, read_text
 
 EXIT_USAGE = 2
 
@@ -38,7 +40,10 @@ def _library(args: argparse.Namespace) -> ProfileLibrary:
 
 
 def _load(path: str, args: argparse.Namespace) -> FleetSpec:
-    return load_spec(path, profiles=_library(args))
+    spec = load_spec(path, profiles=_library(args))
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return spec
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -122,6 +127,32 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    library = _library(args)
+    path = Path(args.file)
+    text = read_text(path)
+    root, errors, result = read_legacy(text, str(path), library, interface=args.interface,
+                                       fleet=args.fleet)
+    if root is None or result is None:
+        raise SpecError(errors.issues)
+    output = result.to_yaml(str(path))
+    # the written spec must validate as it stands before anything is written
+    spec = parse_spec(output, args.output or "<import>", profiles=library, env={})
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not args.output:
+        sys.stdout.write(output)
+        return 0
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; pass --force to replace it")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(output, encoding="utf-8")
+    tmp.replace(out)
+    print(f"{out}: {len(spec.devices)} devices imported from {path}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iotemu",
@@ -148,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("import", parents=[common], help="convert the previous emulator's "
+                       "iot-devices.json into a fleet spec",
+                       description="Convert the previous emulator's device file (JSON) into "
+                       "a fleet spec: one group per device with its exact MAC, host name, "
+                       "option 55 list, vendor class and behaviours. The result is validated "
+                       "before it is written.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="OUT", help="write the spec here (default: "
+                   "standard output)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--fleet", metavar="NAME", help="fleet name (default: the file's name)")
+    p.add_argument("--interface", default="lab", metavar="IFACE",
+                   help="`lab` (default: the virtual branch), `keep` (the file's "
+                   "network.interface) or an interface name")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("profiles", parents=[common], help="list device profiles, or show one",
                        description="List the device profiles (built-in and from --profiles), "

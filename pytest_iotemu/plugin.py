@@ -49,6 +49,19 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(exc.render()) from None
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.specs:
+        return []
+    lines = []
+    for spec in session.specs:
+        sites = ", ".join(f"{s.name} on {s.interface}" for s in spec.sites)
+        lines.append(f"iotemu: fleet {spec.name} from {spec.source}: {len(spec.devices)} "
+                     f"devices; {sites}")
+        lines.extend(f"iotemu: warning: {w}" for w in spec.warnings)
+    return lines
+
+
 def _session(config: pytest.Config) -> IotSession:
     return config.stash[SESSION_KEY]
 

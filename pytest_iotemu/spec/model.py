@@ -5,7 +5,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..profiles.model import DhcpFingerprint, Profile
+from ..profiles.model import DhcpFingerprint, Profile, ProtocolHabit
 from .units import AddressRange, Service, format_duration, format_rate
 
 THREATS = ("dns_flood", "port_scan", "beacon", "data_exfil", "pan_test_domains", "random")
@@ -92,6 +92,9 @@ class Group:
     macs: tuple[str, ...] = ()  # explicit MACs, one per device
     threats: tuple[str, ...] = ()
     dhcp: DhcpFingerprint = field(default=None)  # type: ignore[assignment]
+    protocols: tuple[ProtocolHabit, ...] = ()  # the profile's unless the group overrides
+    vendor: str = ""  # the profile's unless the group names the maker
+    request_ip: ipaddress.IPv4Address | None = None  # option 50 asked for; consecutive
 
     @property
     def uses_dhcp(self) -> bool:
@@ -113,6 +116,8 @@ class Device:
     enabled: bool
     pool: str | None  # from the one classification function
     threats: tuple[str, ...] = ()
+    protocols: tuple[ProtocolHabit, ...] = ()
+    request_ip: ipaddress.IPv4Address | None = None  # option 50 in DISCOVER
 
     @property
     def vendor_class(self) -> str | None:
@@ -124,7 +129,9 @@ class Device:
             "vendor": self.vendor, "profile": self.profile, "class": self.cls,
             "hostname": self.hostname, "vendor_class": self.vendor_class,
             "pool": self.pool, "static_ip": str(self.static_ip) if self.static_ip else None,
+            "request_ip": str(self.request_ip) if self.request_ip else None,
             "enabled": self.enabled, "threats": list(self.threats),
+            "protocols": [p.as_dict() for p in self.protocols],
         }
 
 
@@ -280,6 +287,7 @@ class FleetSpec:
     sites: tuple[Site, ...]
     source: str  # file it was read from
     profile_files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # notes that did not stop validation (imports)
 
     @property
     def devices(self) -> tuple[Device, ...]:

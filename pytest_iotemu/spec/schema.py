@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..profiles.library import ProfileLibrary, builtin_profiles
-from ..profiles.schema import check_fingerprint, check_hostname_pattern
+from ..profiles.schema import check_fingerprint, check_hostname_pattern, check_protocols
 from .check import BAD, Checker, join
 from .classify import classify
 from .errors import ErrorCollector, SpecError
@@ -32,7 +32,7 @@ TOP_KEYS = ("fleet", "seed", "profiles", "allow_live", "sites", "interface", "la
 SITE_KEYS = ("name", "interface", "allow_live", "lab", "targets", "devices", "expect")
 SHORTHAND_KEYS = ("interface", "lab", "targets", "devices", "expect")
 GROUP_KEYS = ("profile", "count", "name", "hostname", "enabled", "static_ip", "mac",
-              "threats", "dhcp")
+              "threats", "dhcp", "protocols", "vendor", "request_ip")
 RULE_KEYS = ("from", "to", "service", "action", "via")
 POLICY_KEYS = ("default", "rules")
 
@@ -339,17 +339,27 @@ class SpecValidator(Checker):
                                f"count is {count} but `mac:` lists {len(macs)} address"
                                f"{'es' if len(macs) != 1 else ''}; give one MAC per device")
         enabled = self.boolean(node.get("enabled"), join(path, "enabled"), default=True)
+        vendor = self.string(node.get("vendor"), join(path, "vendor"), "the vendor's name")
         static_ip = self.parse(node.get("static_ip"), join(path, "static_ip"), parse_ipv4)
+        request_ip = self.parse(node.get("request_ip"), join(path, "request_ip"), parse_ipv4)
+        if request_ip not in (None, BAD) and static_ip not in (None, BAD):
+            request_ip = self.error(node.value["request_ip"], join(path, "request_ip"),
+                                    "request_ip asks a DHCP server for an address; a group "
+                                    "with static_ip does no DHCP: keep one of them")
         threats = self._threats(node.get("threats"), join(path, "threats"))
         overrides = {}
         if node.get("dhcp") is not None:
             overrides = check_fingerprint(self, node.value["dhcp"], join(path, "dhcp"),
                                           partial=True)
+        protocols = profile.protocols if profile is not BAD else ()
+        if "protocols" in node.value:
+            protocols = check_protocols(self, node.value["protocols"], join(path, "protocols"))
         hostname: Any = None
         if "hostname" in node.value:
             hostname = check_hostname_pattern(self, node.value["hostname"],
                                               join(path, "hostname"))
-        values = (profile, name, macs, count, enabled, static_ip, threats, overrides, hostname)
+        values = (profile, name, macs, count, enabled, static_ip, threats, overrides, hostname,
+                  protocols, vendor, request_ip)
         if BAD in values:
             return BAD
         fingerprint = profile.dhcp.merged(overrides)
@@ -362,7 +372,8 @@ class SpecValidator(Checker):
                               "add {n} (e.g. " + hostname + "-{n}) or {mac6}")
         return Group(name=name, profile=profile, count=count, enabled=enabled,
                      hostname=hostname, static_ip=static_ip, macs=macs, threats=threats,
-                     dhcp=fingerprint.merged({"hostname": hostname}))
+                     dhcp=fingerprint.merged({"hostname": hostname}), protocols=protocols,
+                     vendor=vendor or profile.vendor, request_ip=request_ip)
 
     def _macs(self, node: Node | None, path: str) -> tuple[str, ...] | Any:
         if node is None:
@@ -416,15 +427,18 @@ class SpecValidator(Checker):
                             self.error(where, join(gd.path, "hostname"),
                                        f"device {index} would send {hostname!r}, {problem}")
                             break
-                    static_ip = None
+                    static_ip = request_ip = None
                     if group.static_ip is not None:
                         static_ip = group.static_ip + (index - 1)
+                    if group.request_ip is not None:
+                        request_ip = group.request_ip + (index - 1)
                     draft.devices.append(Device(
                         name=device_name(group.name, index, group.count), group=group.name,
                         index=index, mac=mac, profile=group.profile.name, cls=group.profile.cls,
-                        vendor=group.profile.vendor, hostname=hostname,
+                        vendor=group.vendor, hostname=hostname,
                         dhcp=group.dhcp.merged({"hostname": hostname}), static_ip=static_ip,
-                        enabled=group.enabled, pool=None, threats=group.threats))
+                        enabled=group.enabled, pool=None, threats=group.threats,
+                        protocols=group.protocols, request_ip=request_ip))
 
     def finish_site(self, draft: _SiteDraft, complete: bool) -> Site:
         devices = draft.devices
@@ -481,6 +495,12 @@ class SpecValidator(Checker):
         hosts_first, hosts_last = lab.lan.network_address + 1, lab.lan.broadcast_address - 1
         for gd in draft.groups:
             group = gd.group
+            if group.request_ip is not None:
+                last = int(group.request_ip) + group.count - 1
+                if group.request_ip < hosts_first or last > int(hosts_last):
+                    self.error(gd.node.value["request_ip"], join(gd.path, "request_ip"),
+                               f"{group.count} addresses from {group.request_ip} do not fit in "
+                               f"the LAN's hosts ({hosts_first}-{hosts_last})")
             if group.static_ip is None:
                 continue
             where = gd.node.value["static_ip"]
@@ -511,12 +531,8 @@ class SpecValidator(Checker):
                 owners[address] = group.name
 
 
-def parse_spec(text: str, file: str = "<spec>", *, profiles: ProfileLibrary | None = None,
-               env: Mapping[str, str] | None = None, base_dir: Path | None = None,
-               interfaces: Mapping[str, str] | None = None) -> FleetSpec:
-    """Validate spec ``text``; raises ``SpecError`` with every problem found."""
-    errors = ErrorCollector(file)
-    root = load_yaml(text, errors, env)
+def _validate(root: Node | None, errors: ErrorCollector, profiles: ProfileLibrary | None,
+              base_dir: Path | None, interfaces: Mapping[str, str] | None) -> FleetSpec:
     spec: Any = BAD
     if root is not None:  # validate even after a YAML-level problem: report everything
         spec = SpecValidator(errors, profiles or builtin_profiles(), base_dir or Path("."),
@@ -526,11 +542,39 @@ def parse_spec(text: str, file: str = "<spec>", *, profiles: ProfileLibrary | No
     return spec
 
 
+def parse_spec(text: str, file: str = "<spec>", *, profiles: ProfileLibrary | None = None,
+               env: Mapping[str, str] | None = None, base_dir: Path | None = None,
+               interfaces: Mapping[str, str] | None = None) -> FleetSpec:
+    """Validate spec ``text``; raises ``SpecError`` with every problem found."""
+    errors = ErrorCollector(file)
+    root = load_yaml(text, errors, env)
+    return _validate(root, errors, profiles, base_dir, interfaces)
+
+
+def parse_legacy(text: str, file: str = "<devices.json>", *,
+                 profiles: ProfileLibrary | None = None,
+                 interfaces: Mapping[str, str] | None = None) -> FleetSpec:
+    """Validate the previous emulator's JSON device file as a fleet spec."""
+    from ..importer import read_legacy
+    root, errors, result = read_legacy(text, file, profiles or builtin_profiles())
+    spec = _validate(root, errors, profiles, None, interfaces)
+    return replace(spec, warnings=tuple(result.warnings if result else ()))
+
+
 def load_spec(path: str | os.PathLike[str], *, profiles: ProfileLibrary | None = None,
               env: Mapping[str, str] | None = None,
               interfaces: Mapping[str, str] | None = None) -> FleetSpec:
     """Read and validate a fleet spec file (YAML, or the previous emulator's JSON)."""
     path = Path(path)
+    text = read_text(path)
+    if path.suffix.lower() == ".json":
+        return parse_legacy(text, str(path), profiles=profiles, interfaces=interfaces)
+    return parse_spec(text, str(path), profiles=profiles, env=env, base_dir=path.parent,
+                      interfaces=interfaces)
+
+
+def read_text(path: Path) -> str:
+    """A spec file's text; raises ``SpecError`` saying why it cannot be read."""
     errors = ErrorCollector(str(path))
     try:
         raw = path.read_bytes()
@@ -544,10 +588,8 @@ def load_spec(path: str | os.PathLike[str], *, profiles: ProfileLibrary | None =
         errors.add((1, 1), "(file)", f"cannot read the spec: {exc.strerror or exc}")
         raise SpecError(errors.issues) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         errors.add((1, 1), "(file)", f"not UTF-8 text (byte {exc.start}); save the spec as "
                    "UTF-8")
         raise SpecError(errors.issues) from None
-    return parse_spec(text, str(path), profiles=profiles, env=env, base_dir=path.parent,
-                      interfaces=interfaces)

@@ -145,3 +145,16 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*emulated IoT fleets (pytest-iotemu)*", "*--iot-fleet=VALUE*",
                                  "*--iot-iface=VALUE*", "*--iot-profiles=VALUE*",
                                  "*iot_fleet (paths)*"])
+
+
+def test_previous_emulators_file_loads_directly(pytester: pytest.Pytester) -> None:
+    data = (ROOT / "tests" / "data" / "legacy-devices.json").read_text()
+    pytester.makefile(".json", devices=data)
+    pytester.makepyfile(SHOW_SPEC)
+    result = pytester.runpytest("--iot-fleet=devices.json", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "iotemu: fleet devices from devices.json: 5 devices; devices on lab",
+        "iotemu: warning: devices.json:15:56: devices?1?.protocols?1?: snmp: *",
+        "*FLEET devices lab 5",
+    ])

@@ -481,6 +481,34 @@ CASES = {
             "spec.yaml:3:8: lab.lan: expected an IPv4 network such as 10.20.0.0/22, got '{a: 1}'",
         ],
     ),
+    'request_and_static': (
+        BASE + "devices: [{profile: axis-camera, static_ip: 10.0.0.9, request_ip: 10.0.0.9}]\n",
+        None,
+        [
+            "spec.yaml:4:67: devices[0].request_ip: request_ip asks a DHCP server for an address; a group with static_ip does no DHCP: keep one of them",
+        ],
+    ),
+    'request_outside_lan': (
+        BASE + "devices: [{profile: axis-camera, count: 3, request_ip: 10.0.0.253}]\n",
+        None,
+        [
+            "spec.yaml:4:56: devices[0].request_ip: 3 addresses from 10.0.0.253 do not fit in the LAN's hosts (10.0.0.1-10.0.0.254)",
+        ],
+    ),
+    'group_protocol': (
+        BASE + "devices: [{profile: axis-camera, protocols: [{name: telnet, interval: 5s}]}]\n",
+        None,
+        [
+            "spec.yaml:4:53: devices[0].protocols[0].name: expected one of cloud, coap, dns, http, https, lldp, mdns, mqtt, ntp, rtp, rtsp, sip, … (17 in all), got 'telnet'",
+        ],
+    ),
+    'group_vendor': (
+        BASE + "devices: [{profile: axis-camera, vendor: [Axis]}]\n",
+        None,
+        [
+            "spec.yaml:4:42: devices[0].vendor: expected the vendor's name, got a list",
+        ],
+    ),
 }
 
 
