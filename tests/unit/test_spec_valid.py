@@ -187,3 +187,33 @@ def test_group_fingerprint_override_and_vendor_class_pool() -> None:
     pools = {d.name: d.pool for d in spec.sites[0].devices}
     assert pools == {"cisco-ip-phone-1": "voice", "cisco-ip-phone-2": "voice",
                      "fake-phone-1": "voice", "axis-camera-1": "rest"}
+
+
+def test_profiles_key_loads_files_relative_to_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "mine.yaml").write_text(
+        "name: lab-sensor\nvendor: Example Ltd\nclass: plug\n"
+        "dhcp: {param_request_list: [1, 3, 6], hostname: 'sensor-{n}'}\nsource: unverified\n")
+    spec_file = tmp_path / "fleet.yaml"
+    spec_file.write_text("fleet: f\nprofiles: [profiles/mine.yaml]\nlab: {lan: 10.1.0.0/24}\n"
+                         "devices: [{profile: lab-sensor, count: 2}]\n")
+    spec = load_spec(spec_file, env={})
+    assert [d.hostname for d in spec.devices] == ["sensor-1", "sensor-2"]
+    assert spec.profile_files == (str(tmp_path / "profiles" / "mine.yaml"),)
+
+
+def test_profiles_key_errors(tmp_path: Path) -> None:
+    from pytest_iotemu.spec.errors import SpecError
+    (tmp_path / "bad.yaml").write_text("name: Bad Name\nvendor: X\nclass: plug\n"
+                                       "dhcp: {param_request_list: [1]}\nsource: unverified\n")
+    spec_file = tmp_path / "fleet.yaml"
+    spec_file.write_text("fleet: f\nprofiles: [bad.yaml, nowhere.yaml]\nlab: {lan: 10.1.0.0/24}\n"
+                         "devices: [{profile: axis-camera}]\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_file, env={})
+    assert [str(i) for i in info.value.issues] == sorted([
+        f"{tmp_path / 'bad.yaml'}:1:7: name: expected a profile name of lower-case letters, "
+        "digits and '-' (e.g. axis-camera), got 'Bad Name'",
+        f"{spec_file}:2:22: profiles[1]: profile file 'nowhere.yaml' not found (looked at "
+        f"{tmp_path / 'nowhere.yaml'})",
+    ])
