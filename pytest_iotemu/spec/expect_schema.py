@@ -133,14 +133,13 @@ class ExpectChecker:
         return [w.name for w in self.refs.lab.wans]
 
     def _service(self, node: Node | None, path: str, target: Any, body: Node,
-                 proto: str | None = None, required_if_several: bool = True) -> Any:
+                 proto: str | None = None) -> Any:
         """The service probed on ``target``; defaults to its only (matching) service."""
         if target is BAD or target is None:
             return BAD
         offered = [s for s in target.services if proto is None or s.proto == proto]
         if node is None:
-            if len(offered) == 1 and (len(target.services) == 1 or not required_if_several
-                                      or proto is not None):
+            if len(offered) == 1:
                 return offered[0]
             want = f" {proto.upper()}" if proto else ""
             if not offered:
@@ -161,6 +160,14 @@ class ExpectChecker:
                                     f"{service} (it lists: {listed}); add it to "
                                     f"targets.{target.name}.services")
         return service
+
+    def _flow(self, body: Node, path: str, proto: str | None) -> tuple[Any, Any, Any]:
+        """``from``, ``to`` and ``service`` of a policy, path or throughput expectation."""
+        group = self._group(body.get("from"), join(path, "from"))
+        target = self._target(body.get("to"), join(path, "to"))
+        service = self._service(body.get("service"), join(path, "service"), target, body,
+                                proto=proto)
+        return group, target, service
 
     def _group_size(self, group: str) -> int:
         return self.refs.dhcp_devices if group == "all" else self.refs.groups[group]
@@ -216,9 +223,7 @@ class ExpectChecker:
 
     def _policy(self, body: Node, path: str) -> PolicyExpect | Any:
         c = self.check
-        group = self._group(body.get("from"), join(path, "from"))
-        target = self._target(body.get("to"), join(path, "to"))
-        service = self._service(body.get("service"), join(path, "service"), target, body)
+        group, target, service = self._flow(body, path, None)
         verdict = c.choice(body.get("verdict"), join(path, "verdict"), ("allow", "block"))
         sample = c.integer(body.get("sample"), join(path, "sample"), 1)
         if BAD in (group, target, service, verdict, sample) or None in (group, target, verdict):
@@ -231,10 +236,7 @@ class ExpectChecker:
 
     def _path(self, body: Node, path: str) -> PathExpect | Any:
         c = self.check
-        group = self._group(body.get("from"), join(path, "from"))
-        target = self._target(body.get("to"), join(path, "to"))
-        service = self._service(body.get("service"), join(path, "service"), target, body,
-                                proto="udp")
+        group, target, service = self._flow(body, path, "udp")
         wans = self._wans(body, path)
         via = fail = within = None
         if wans is not BAD:
@@ -267,10 +269,7 @@ class ExpectChecker:
 
     def _throughput(self, body: Node, path: str) -> ThroughputExpect | Any:
         c = self.check
-        group = self._group(body.get("from"), join(path, "from"))
-        target = self._target(body.get("to"), join(path, "to"))
-        service = self._service(body.get("service"), join(path, "service"), target, body,
-                                proto="udp")
+        group, target, service = self._flow(body, path, "udp")
         if body.get("service") is None and target not in (BAD, None) \
                 and len(target.services) > 1 and service is not BAD:
             service = c.error(body, join(path, "service"),
