@@ -1,0 +1,88 @@
+"""One emulated device's protocol stack: DHCP client, ARP, ICMP, behind one
+``receive(frame, now)`` as the engine sees it."""
+from __future__ import annotations
+
+import random
+
+from ..profiles.model import DhcpFingerprint
+from . import arp
+from .core import Counters, Outbox
+from .dhcp import BOUND_STATES, DhcpClient, State
+from .frames import (ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_UDP, Malformed,
+                     ethertype_of, parse_arp, parse_ipv4)
+from .icmp import Pinger, echo_reply_for
+from .dhcp_wire import CLIENT_PORT, parse_reply
+
+
+class DeviceCore:
+    def __init__(self, mac: bytes, fingerprint: DhcpFingerprint, *, outbox: Outbox | None = None,
+                 hostname: str | None = None, request_ip: bytes | None = None,
+                 rng: random.Random | None = None, time_scale: float = 1.0,
+                 arp_cache: arp.ArpCache | None = None, name: str = ""):
+        self.mac = mac
+        self.out = outbox or Outbox()
+        self.rng = rng or random.Random()
+        self.dhcp = DhcpClient(mac, fingerprint, self.out, hostname=hostname,
+                               request_ip=request_ip, rng=self.rng, time_scale=time_scale,
+                               name=name)
+        self.pinger = Pinger(mac, self.out, ident=self.rng.getrandbits(16))
+        self.arp_cache = arp_cache if arp_cache is not None else arp.ArpCache()
+        self.counters = Counters()
+
+    @property
+    def address(self) -> bytes | None:
+        """The bound address, or None."""
+        return self.dhcp.address if self.dhcp.state in BOUND_STATES else None
+
+    def receive(self, frame: bytes | memoryview, now: float,
+                checksum_unfilled: bool = False) -> None:
+        reason = self._handle(frame, now, checksum_unfilled)
+        if reason is None:
+            self.counters.accepted()
+        else:
+            self.counters.ignored(reason)
+
+    def _handle(self, frame: bytes | memoryview, now: float,
+                checksum_unfilled: bool) -> str | None:
+        try:
+            ethertype, _ = ethertype_of(frame)
+            if ethertype == ETH_P_ARP:
+                packet = parse_arp(frame)
+                self.arp_cache.learn(packet, now)
+                if self.dhcp.state is State.PROBING:
+                    return self.dhcp.handle_arp(packet, now)
+                address = self.address
+                if address is None:
+                    return "arp_not_bound"
+                reply = arp.reply_for(packet, self.mac, address)
+                if reply is None:
+                    return "arp_not_for_us"
+                self.out.send(reply)
+                return None
+            if ethertype != ETH_P_IP:
+                return "unknown_ethertype"
+            packet = parse_ipv4(frame)
+            if packet.proto == IPPROTO_UDP:
+                if len(packet.payload) >= 4 and \
+                        ((packet.payload[2] << 8) | packet.payload[3]) == CLIENT_PORT:
+                    return self.dhcp.handle_reply(parse_reply(frame, checksum_unfilled), now)
+                return "udp_not_handled"
+            if packet.proto == IPPROTO_ICMP:
+                address = self.address
+                if address is not None:
+                    reply = echo_reply_for(packet, self.mac, address)
+                    if reply is not None:
+                        self.out.send(reply)
+                        return None
+                return self.pinger.handle(packet, now)
+            return "protocol_not_handled"
+        except Malformed as exc:
+            return exc.reason
+
+    def next_timer(self) -> float | None:
+        timers = [t for t in (self.dhcp.next_timer(), self.pinger.next_timer()) if t is not None]
+        return min(timers) if timers else None
+
+    def on_timer(self, now: float) -> None:
+        self.dhcp.on_timer(now)
+        self.pinger.on_timer(now)
