@@ -25,5 +25,8 @@ demo: deps venv
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+bench: venv
+	$(BIN)/python benchmarks/protocol_frames.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
