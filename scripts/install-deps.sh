@@ -13,6 +13,7 @@ PACKAGES=(
   tshark            # decoding checks of our frames
   ethtool           # offloads on lab links
   libpcap0.8        # BPF compilation for scapy in tests
+  isc-dhcp-client   # dhclient: a real DHCP client for the lab tests
 )
 
 missing=()

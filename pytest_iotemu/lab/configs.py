@@ -1,0 +1,116 @@
+"""Daemon configurations generated from a lab plan (pure: text and argument lists).
+
+Both DHCP servers get the same pools from the one classification function: every fleet
+MAC carries its pool's tag (dnsmasq ``dhcp-host=MAC,set:TAG``; Kea host reservations
+with a client class), and each pool only serves its tag, so both servers put the same
+device in the same pool.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .plan import LabPlan
+
+
+def dnsmasq_dhcp_args(plan: LabPlan, run_dir: Path) -> list[str]:
+    """dnsmasq as the DHCP server only (DNS is a separate instance): no ping before
+    offering (``--no-ping``), no system config (``-C /dev/null``), per-run files."""
+    hosts = run_dir / "dnsmasq-hosts"
+    args = [
+        "dnsmasq", "--keep-in-foreground", "-C", "/dev/null", "--no-resolv", "--no-hosts",
+        "--port=0", "--no-ping", "--dhcp-authoritative", "--interface=lan0",
+        "--bind-interfaces", "--log-dhcp", "--quiet-dhcp",
+        f"--dhcp-leasefile={run_dir / 'dnsmasq.leases'}",
+        f"--pid-file={run_dir / 'dnsmasq.pid'}",
+        f"--log-facility={run_dir / 'dnsmasq.log'}",
+        f"--dhcp-hostsfile={hosts}",
+        f"--dhcp-option=option:router,{plan.gateway}",
+        f"--dhcp-option=option:dns-server,{plan.gateway}",
+        f"--dhcp-option=option:ntp-server,{plan.gateway}",
+        f"--dhcp-lease-max={max(1000, 2 * sum(len(p.macs) for p in plan.pools))}",
+    ]
+    if plan.domain:
+        args.append(f"--domain={plan.domain}")
+    mask = plan.lan.netmask
+    for pool in plan.pools:
+        args.append(f"--dhcp-range=tag:{pool.tag},{pool.first},{pool.last},{mask},"
+                    f"{plan.lease_time}s")
+    return args
+
+
+def dnsmasq_hosts(plan: LabPlan) -> str:
+    """The hosts file: each fleet MAC tagged with its pool; static devices reserved."""
+    lines = [f"{mac},set:{pool.tag}" for pool in plan.pools for mac in pool.macs]
+    for res in plan.reservations:
+        name = f",{res.hostname}" if res.hostname else ""
+        lines.append(f"{res.mac},{res.address}{name},infinite")
+    return "\n".join(lines) + "\n"
+
+
+def dnsmasq_dns_args(plan: LabPlan, run_dir: Path) -> list[str]:
+    """dnsmasq as the lab's resolver: answers the lab's names, NXDOMAIN for the rest,
+    never forwards (``--no-resolv``, every domain local)."""
+    args = [
+        "dnsmasq", "--keep-in-foreground", "-C", "/dev/null", "--no-resolv", "--no-hosts",
+        f"--listen-address={plan.gateway}", "--bind-interfaces",
+        "--local=/#/", f"--pid-file={run_dir / 'dns.pid'}",
+        f"--log-facility={run_dir / 'dns.log'}",
+    ]
+    for name, address in plan.dns_records:
+        args.append(f"--host-record={name},{address}")
+    return args
+
+
+def kea_config(plan: LabPlan, run_dir: Path) -> dict:
+    """Kea DHCPv4: one subnet, one pool per lab pool restricted to its class, classes
+    given to each fleet MAC by a host reservation (per-run lease file and logs)."""
+    reservations = []
+    for pool in plan.pools:
+        for mac in pool.macs:
+            reservations.append({"hw-address": mac, "client-classes": [pool.tag]})
+    for res in plan.reservations:
+        entry = {"hw-address": res.mac, "ip-address": str(res.address)}
+        if res.hostname:
+            entry["hostname"] = res.hostname
+        reservations.append(entry)
+    options = [
+        {"name": "routers", "data": str(plan.gateway)},
+        {"name": "domain-name-servers", "data": str(plan.gateway)},
+        {"name": "ntp-servers", "data": str(plan.gateway)},
+    ]
+    if plan.domain:
+        options.append({"name": "domain-name", "data": plan.domain})
+    return {"Dhcp4": {
+        "interfaces-config": {"interfaces": ["lan0"], "dhcp-socket-type": "raw"},
+        "lease-database": {"type": "memfile", "persist": True, "lfc-interval": 0,
+                           "name": str(run_dir / "kea-leases.csv")},
+        "valid-lifetime": plan.lease_time,
+        "renew-timer": plan.lease_time // 2,
+        "rebind-timer": plan.lease_time * 7 // 8,
+        "authoritative": True,
+        "host-reservation-identifiers": ["hw-address"],
+        "client-classes": [{"name": pool.tag} for pool in plan.pools],
+        "subnet4": [{
+            "id": 1, "subnet": str(plan.lan),
+            "pools": [{"pool": f"{pool.first} - {pool.last}", "client-class": pool.tag}
+                      for pool in plan.pools],
+            "option-data": options,
+            "reservations": reservations,
+        }],
+        "loggers": [{"name": "kea-dhcp4", "severity": "INFO",
+                     "output_options": [{"output": str(run_dir / "kea.log")}]}],
+    }}
+
+
+def kea_config_text(plan: LabPlan, run_dir: Path) -> str:
+    return json.dumps(kea_config(plan, run_dir), indent=2) + "\n"
+
+
+def responder_config(plan: LabPlan, run_dir: Path) -> dict:
+    return {
+        "control": str(run_dir / "responder.sock"),
+        "dump": str(run_dir / "counters.json"),
+        "services": [{"target": r.target, "address": str(r.address), "proto": r.proto,
+                      "port": r.port} for r in plan.responders],
+    }
