@@ -153,6 +153,99 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pick_site(spec: FleetSpec, name: str | None):
+    sites = [s for s in spec.sites if s.is_lab]
+    if name is not None:
+        match = [s for s in spec.sites if s.name == name]
+        if not match:
+            raise CliError(f"no site {name!r} in {spec.source}; sites: "
+                           + ", ".join(s.name for s in spec.sites))
+        if not match[0].is_lab:
+            raise CliError(f"site {name} runs on interface {match[0].interface}, not the lab")
+        return match[0]
+    if not sites:
+        raise CliError(f"{spec.source} has no site on `interface: lab`")
+    if len(sites) > 1:
+        raise CliError("several lab sites: choose one with --site ("
+                       + ", ".join(s.name for s in sites) + ")")
+    return sites[0]
+
+
+def _pick_run(run: str | None, *, detached_only: bool = False):
+    from .lab.state import load_all
+    labs = load_all()
+    if run is not None:
+        found = [s for s in labs if s.run == run or f"iotemu-{s.run}" == run]
+        if not found:
+            raise CliError(f"no lab {run!r}; `iotemu lab status` lists them")
+        return found[0]
+    candidates = [s for s in labs if s.detached or not detached_only]
+    if len(candidates) != 1:
+        listed = ", ".join(s.run for s in candidates) or "none"
+        raise CliError(f"say which lab (labs: {listed})")
+    return candidates[0]
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .lab import Lab, LabError
+    from .lab.state import load_all, reap, run_dir
+    try:
+        if args.action == "up":
+            spec = _load(args.file, args)
+            site = _pick_site(spec, args.site)
+            lab = Lab(site, detached=True, engine_ports=args.engine_ports,
+                      spec_path=str(Path(args.file).resolve())).build()
+            print(lab.describe())
+            print(f"\nlab {lab.run} is up (detached). Enter a role with:")
+            for role in ("lan", "gw", "cloud"):
+                print(f"  ip netns exec {lab.namespace(role)} bash")
+            print(f"Take it down with: iotemu lab down {lab.run}")
+            return 0
+        if args.action == "status":
+            labs = load_all()
+            if not labs:
+                print("no labs")
+                return 0
+            rows = [[s.run, s.site, str(s.owner_pid),
+                     "alive" if s.owner_alive else "gone",
+                     "detached" if s.detached else "-",
+                     str(len(s.processes)), " ".join(s.namespaces)] for s in labs]
+            print(_table(rows, ["RUN", "SITE", "OWNER", "OWNER STATE", "MODE", "DAEMONS",
+                                "NAMESPACES"]))
+            return 0
+        if args.action == "show":
+            state = _pick_run(args.run)
+            directory = run_dir(state.run)
+            print(f"lab {state.run} (site {state.site}) in {directory}")
+            for name in ("dnsmasq.args", "dnsmasq-hosts", "kea-dhcp4.json", "dns.args",
+                         "responder.json"):
+                path = directory / name
+                if path.exists():
+                    print(f"\n--- {name}\n{path.read_text().rstrip()}")
+            return 0
+        if args.action == "down":
+            state = _pick_run(args.run, detached_only=True)
+            if state.owner_alive and not state.detached:
+                raise CliError(f"lab {state.run} belongs to a running process "
+                               f"({state.owner_pid}); stop that instead")
+            problems = reap(state)
+            if problems:
+                raise CliError("could not remove: " + "; ".join(problems))
+            print(f"lab {state.run} is down")
+            return 0
+    except LabError as exc:
+        print(f"iotemu: lab error: {exc}", file=sys.stderr)
+        return 1
+    raise CliError("say what to do: iotemu lab up|status|show|down")
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from .lab.state import sweep
+    reaped = sweep(include_detached=args.all)
+    print("reaped: " + (", ".join(reaped) if reaped else "nothing"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iotemu",
@@ -195,6 +288,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="`lab` (default: the virtual branch), `keep` (the file's "
                    "network.interface) or an interface name")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("lab", parents=[common], help="the virtual branch: up, status, show, down",
+                       description="Bring the virtual branch of a fleet spec up (detached), "
+                       "list labs, show their generated configurations, take them down.")
+    lsub = p.add_subparsers(dest="action", metavar="ACTION")
+    up = lsub.add_parser("up", parents=[common], help="build a detached lab for a spec")
+    up.add_argument("file", metavar="FLEET")
+    up.add_argument("--site", help="the site, when the spec has several lab sites")
+    up.add_argument("--engine-ports", type=int, default=1, metavar="N",
+                    help="engine ports on the LAN bridge (default 1)")
+    lsub.add_parser("status", help="list labs: run, site, owner, mode")
+    show = lsub.add_parser("show", help="print a lab's generated configurations")
+    show.add_argument("run", nargs="?", metavar="RUN")
+    down = lsub.add_parser("down", help="take a detached lab down")
+    down.add_argument("run", nargs="?", metavar="RUN")
+    p.set_defaults(func=cmd_lab, action=None)
+
+    p = sub.add_parser("clean", help="reap labs whose owner died",
+                       description="Remove labs whose owning process is gone (killing the "
+                       "processes inside their namespaces first). Live runs are never "
+                       "touched; detached labs only with --all.")
+    p.add_argument("--all", action="store_true", help="also remove detached labs")
+    p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("profiles", parents=[common], help="list device profiles, or show one",
                        description="List the device profiles (built-in and from --profiles), "

@@ -12,6 +12,7 @@ pyroute2 and 145 ms for single ``ip`` calls, and it needs no extra dependency.
 """
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import json
 import os
@@ -115,13 +116,22 @@ class Lab:
             self._build_namespaces()
             self._start_daemons()
             self.built = True
+            if not self.detached:  # an owner that exits (or gets SIGTERM) takes it down
+                atexit.register(self._teardown_at_exit)
             return self
         except BaseException:
             self.teardown()
             raise
 
+    def _teardown_at_exit(self) -> None:
+        try:
+            self.teardown()
+        except LabError as exc:
+            print(f"iotemu: {exc}", file=sys.stderr)
+
     def teardown(self) -> None:
         """Undo everything in reverse order; keeps going past errors, then reports them."""
+        atexit.unregister(self._teardown_at_exit)
         problems = []
         while self._cleanups:
             what, undo = self._cleanups.pop()
@@ -279,9 +289,10 @@ class Lab:
     def popen(self, role: str, argv: list[str], **kwargs) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.namespace(role), *argv], **kwargs)
 
-    def add_host(self, name: str) -> str:
+    def add_host(self, name: str, mac: str | None = None) -> str:
         """A test host: a namespace of its own with an interface ``eth0`` on the LAN
-        bridge (no address until its own DHCP client gets one). Torn down with the lab."""
+        bridge (no address until its own DHCP client gets one), with ``mac`` if given
+        (a fleet device's MAC puts it in that device's pool). Torn down with the lab."""
         assert self.plan is not None and self._state is not None
         namespace = f"{self.plan.prefix}-h{name}"
         if len(name) > 8 or not name.isalnum():
@@ -294,7 +305,10 @@ class Lab:
         self._ip_batch(self.plan.ns("lan"), [
             f"link add h-{name} type veth peer name eth0 netns {namespace}",
             f"link set h-{name} master br0", f"link set h-{name} up"])
-        self._ip_batch(namespace, ["link set lo up", "link set eth0 up"])
+        commands = ["link set lo up"]
+        if mac:
+            commands.append(f"link set eth0 address {mac}")
+        self._ip_batch(namespace, commands + ["link set eth0 up"])
         return namespace
 
     def engine_interfaces(self, n: int | None = None) -> list[tuple[str, str]]:

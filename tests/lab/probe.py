@@ -1,0 +1,65 @@
+"""Run inside a lab namespace (``ip netns exec NS python -m tests.lab.probe ...``):
+resolve a name against a DNS server, or connect to a TCP/UDP service. Prints JSON."""
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import sys
+
+
+def resolve(server: str, name: str) -> dict:
+    qid = random.getrandbits(16)
+    query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        query += bytes([len(label)]) + label.encode()
+    query += b"\x00" + struct.pack("!HH", 1, 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(3)
+    sock.sendto(query, (server, 53))
+    data = sock.recv(2048)
+    rid, flags, _qd, ancount = struct.unpack_from("!HHHH", data)
+    answers = []
+    at = len(query)
+    for _ in range(ancount):
+        if data[at] & 0xC0 == 0xC0:
+            at += 2
+        else:
+            while data[at]:
+                at += data[at] + 1
+            at += 1
+        rtype, _cls, _ttl, length = struct.unpack_from("!HHIH", data, at)
+        at += 10
+        if rtype == 1 and length == 4:
+            answers.append(socket.inet_ntoa(data[at:at + 4]))
+        at += length
+    return {"id_ok": rid == qid, "rcode": flags & 0x0F, "answers": answers}
+
+
+def tcp(address: str, port: int) -> dict:
+    sock = socket.create_connection((address, port), timeout=3)
+    sock.sendall(b"hello lab")
+    echoed = sock.recv(100)
+    local = sock.getsockname()[0]
+    sock.close()
+    return {"echo": echoed.decode(), "local": local}
+
+
+def udp(address: str, port: int) -> dict:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(3)
+    sock.connect((address, port))
+    sock.send(b"hello udp")
+    return {"echo": sock.recv(100).decode(), "local": sock.getsockname()[0]}
+
+
+if __name__ == "__main__":
+    kind, *args = sys.argv[1:]
+    if kind == "resolve":
+        out = resolve(args[0], args[1])
+    elif kind == "tcp":
+        out = tcp(args[0], int(args[1]))
+    else:
+        out = udp(args[0], int(args[1]))
+    print(json.dumps(out))

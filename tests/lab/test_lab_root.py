@@ -1,0 +1,279 @@
+"""The virtual branch for real: namespaces, dnsmasq and Kea, DNS, responders, lifecycle.
+Root only (CI runs as root); skipped with the reason elsewhere."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pytest_iotemu import load_spec
+from pytest_iotemu.lab import Lab, LabError
+from pytest_iotemu.lab.state import existing_namespaces, load_all
+from pytest_iotemu.spec.schema import parse_spec
+
+from .raw import bind_all, pools_of
+
+pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def branch_site(server: str = "dnsmasq"):
+    site = load_spec(ROOT / "scenarios" / "branch.yaml").sites[0]
+    return replace(site, lab=replace(site.lab, dhcp_server=server))
+
+
+def our_namespaces() -> set[str]:
+    return {n for n in existing_namespaces() if n.startswith("iotemu-")}
+
+
+def daemon_pids(marker: str) -> list[int]:
+    """Processes whose command line names ``marker`` (a run id)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline:
+                out.append(int(entry.name))
+    return out
+
+
+def host_snapshot() -> dict:
+    def run(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+
+    sysctls = run("sysctl", "-a", "--pattern", r"^net\.(ipv4\.(ip_forward|conf\.all)|ipv6\.conf\.all)")
+    return {
+        "addr": run("ip", "-j", "addr"), "route4": run("ip", "-4", "route", "show", "table", "all"),
+        "route6": run("ip", "-6", "route", "show", "table", "all"),
+        "rule": run("ip", "rule"), "nft": run("nft", "list", "ruleset"), "sysctl": sysctls,
+        "resolv": Path("/etc/resolv.conf").read_text(),
+        "links": run("ip", "-o", "link", "show"),
+    }
+
+
+def test_build_and_teardown_20_times_leaks_nothing() -> None:
+    site = branch_site()
+    before_ns = our_namespaces()
+    before_fds = len(os.listdir("/proc/self/fd"))
+    runs = []
+    for _ in range(20):
+        with Lab(site) as lab:
+            runs.append(lab.run)
+            assert lab.plan.namespaces["gw"] in existing_namespaces()
+    assert our_namespaces() == before_ns
+    assert len(os.listdir("/proc/self/fd")) == before_fds
+    for run in runs:
+        assert daemon_pids(f"iotemu-{run}") == []
+        assert not (Path("/run/iotemu") / f"iotemu-{run}").exists()
+
+
+def test_the_host_is_never_touched() -> None:
+    before = host_snapshot()
+    with Lab(branch_site("kea")) as lab:
+        host = lab.add_host("snap")
+        assert host in existing_namespaces()
+        during = host_snapshot()
+    after = host_snapshot()
+    assert after == before
+    assert during == before  # not even while the lab is up
+
+
+def dhclient(lab: Lab, host: str) -> dict:
+    """A real client (isc-dhcp-client) in ``host``; its script only sets the address."""
+    script = lab.dir / "dhclient-script"
+    script.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        # harmless: configures the interface only, never resolv.conf
+        case "$reason" in BOUND|RENEW|REBIND|REBOOT)
+          ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface" 2>/dev/null
+          for r in $new_routers; do ip route replace default via "$r" dev "$interface"; break; done
+        esac
+        exit 0
+        """))
+    script.chmod(0o755)
+    result = subprocess.run(
+        ["ip", "netns", "exec", host, "dhclient", "-1", "-v", "-sf", str(script),
+         "-lf", str(lab.dir / f"{host}.leases"), "-pf", str(lab.dir / f"{host}.pid"), "eth0"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    addr = subprocess.run(["ip", "-n", host, "-j", "-4", "addr", "show", "eth0"],
+                          capture_output=True, text=True).stdout
+    info = json.loads(addr)[0]["addr_info"]
+    subprocess.run(["ip", "netns", "exec", host, "dhclient", "-x", "-pf",
+                    str(lab.dir / f"{host}.pid")], capture_output=True)
+    return {"ip": info[0]["local"] if info else None}
+
+
+def probe(lab: Lab, host: str, *args: str) -> dict:
+    result = subprocess.run(["ip", "netns", "exec", host, sys.executable, "-m",
+                             "tests.lab.probe", *args], capture_output=True, text=True,
+                            cwd=ROOT, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("server", ["dnsmasq", "kea"])
+def test_a_real_client_gets_a_lease_in_its_pool_and_reaches_a_target_by_name(server) -> None:
+    site = branch_site(server)
+    camera = site.devices_of("axis-camera")[0]
+    phone = site.devices_of("cisco-ip-phone")[0]
+    with Lab(site) as lab:
+        cam_host = lab.add_host("cam", mac=camera.mac)
+        got = dhclient(lab, cam_host)
+        assert got["ip"] is not None
+        pool = lab.plan.pools[0]
+        assert pool.name == "cameras" and pool.first <= __import__("ipaddress").IPv4Address(
+            got["ip"]) <= pool.last
+        leases = {l.mac: l for l in lab.leases()}
+        assert leases[camera.mac].ip == got["ip"]
+        # DNS: the target's name, the lab domain, NXDOMAIN for the rest
+        answer = probe(lab, cam_host, "resolve", "10.20.0.1", "cloud.axis.example")
+        assert answer == {"id_ok": True, "rcode": 0, "answers": ["198.51.100.10"]}
+        assert probe(lab, cam_host, "resolve", "10.20.0.1",
+                     "corp-files.branch.lab")["answers"] == ["10.50.0.10"]
+        assert probe(lab, cam_host, "resolve", "10.20.0.1", "example.com")["rcode"] == 3
+        # routed without NAT: the target sees the client's own address
+        reply = probe(lab, cam_host, "tcp", "198.51.100.10", "443")
+        assert reply == {"echo": "hello lab", "local": got["ip"]}
+        assert probe(lab, cam_host, "udp", "10.60.0.5", "5060")["echo"] == "hello udp"
+        counters = lab.service_counters("camera-cloud")
+        assert counters["443/tcp"][got["ip"]]["bytes"] == len("hello lab")
+        assert counters["443/tcp"][got["ip"]]["connections"] == 1
+        assert lab.service_counters("sip-core")["5060/udp"][got["ip"]]["packets"] == 1
+        # a phone's MAC lands in the voice pool
+        phone_host = lab.add_host("phone", mac=phone.mac)
+        phone_ip = dhclient(lab, phone_host)["ip"]
+        assert phone_ip.startswith("10.20.2.")
+
+
+CLASSIFICATIONS = {
+    "by class": """
+        pools:
+          cams: {range: 10.9.0.10-10.9.0.60, match: {class: [camera, nvr]}}
+          rest: {range: 10.9.0.100-10.9.0.200}""",
+    "by oui and vendor class": """
+        pools:
+          axis: {range: 10.9.0.10-10.9.0.40, match: {oui: "00:40:8C"}}
+          phones: {range: 10.9.0.50-10.9.0.90, match: {vendor_class: Cisco}}
+          rest: {range: 10.9.0.100-10.9.0.200}""",
+    "by group and profile": """
+        pools:
+          lobby: {range: 10.9.0.10-10.9.0.20, match: {group: lobby}}
+          hue: {range: 10.9.0.30-10.9.0.40, match: {profile: philips-hue-bridge}}
+          everything-else: {range: 10.9.0.100-10.9.0.200}""",
+}
+DEVICES = """
+devices:
+  - {profile: axis-camera, count: 6}
+  - {profile: axis-camera, name: lobby, count: 2}
+  - {profile: hikvision-camera, count: 3}
+  - {profile: cisco-ip-phone, count: 4}
+  - {profile: philips-hue-bridge, count: 2}
+  - {profile: windows-10, count: 3, name: pcs}
+"""
+
+
+@pytest.mark.parametrize("rules", list(CLASSIFICATIONS))
+def test_dnsmasq_and_kea_put_the_same_devices_in_the_same_pools(rules: str) -> None:
+    text = "fleet: eq\nlab:\n  lan: 10.9.0.0/24" + textwrap.indent(
+        textwrap.dedent(CLASSIFICATIONS[rules]), "  ") + DEVICES
+    spec = parse_spec(text, "eq.yaml", env={})
+    results = {}
+    for server in ("dnsmasq", "kea"):
+        site = spec.sites[0]
+        site = replace(site, lab=replace(site.lab, dhcp_server=server))
+        with Lab(site) as lab:
+            ns, port = lab.engine_interfaces()[0]
+            cores = bind_all(ns, port, site.devices, timeout=20)
+            results[server] = pools_of(cores, lab)
+            assert len(lab.leases()) == len(site.devices)
+    expected = {d.mac: d.pool for d in spec.sites[0].devices}
+    assert results["dnsmasq"] == results["kea"] == expected
+
+
+OWNER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from pytest_iotemu import load_spec
+    from pytest_iotemu.lab import Lab
+    site = load_spec({spec!r}).sites[0]
+    lab = Lab(site, detached={detached}).build()
+    print(lab.run, flush=True)
+    time.sleep(600)
+""")
+
+
+def start_owner(detached: bool = False) -> tuple[subprocess.Popen, str]:
+    code = OWNER.format(root=str(ROOT), spec=str(ROOT / "scenarios" / "branch.yaml"),
+                        detached=detached)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    run = proc.stdout.readline().strip()
+    assert run, "the owner did not build its lab"
+    return proc, run
+
+
+def test_a_killed_owner_is_reaped_and_live_or_detached_labs_survive() -> None:
+    dead, dead_run = start_owner()
+    live, live_run = start_owner()
+    detached, detached_run = start_owner(detached=True)
+    try:
+        dead.send_signal(signal.SIGKILL)
+        dead.wait()
+        detached.send_signal(signal.SIGKILL)  # a detached lab outlives its CLI on purpose
+        detached.wait()
+        assert f"iotemu-{dead_run}-gw" in existing_namespaces()  # left behind by kill -9
+        assert daemon_pids(f"iotemu-{dead_run}")
+        with Lab(branch_site()):  # building a lab sweeps
+            pass
+        assert not {n for n in existing_namespaces() if dead_run in n}
+        assert daemon_pids(f"iotemu-{dead_run}") == []
+        assert f"iotemu-{live_run}-gw" in existing_namespaces()
+        assert f"iotemu-{detached_run}-gw" in existing_namespaces()
+        assert {s.run for s in load_all()} >= {live_run, detached_run}
+    finally:
+        live.send_signal(signal.SIGTERM)  # unwinds like Ctrl-C: its teardown runs
+        live.wait(30)
+        subprocess.run([sys.executable, "-m", "pytest_iotemu.cli", "lab", "down",
+                        detached_run], capture_output=True, cwd=ROOT)
+    assert not {n for n in existing_namespaces() if live_run in n or detached_run in n}
+    assert daemon_pids(f"iotemu-{live_run}") == [] == daemon_pids(f"iotemu-{detached_run}")
+
+
+def test_a_daemon_that_cannot_start_reports_its_own_error_and_nothing_is_left(
+        monkeypatch) -> None:
+    from pytest_iotemu.lab import configs
+    real = configs.dnsmasq_dhcp_args
+    monkeypatch.setattr(configs, "dnsmasq_dhcp_args",
+                        lambda plan, run_dir: real(plan, run_dir) + ["--no-such-option"])
+    before = our_namespaces()
+    lab = Lab(branch_site())
+    with pytest.raises(LabError) as info:
+        lab.build()
+    message = str(info.value)
+    assert "dhcp exited at start" in message
+    assert "bad command line options" in message or "unrecognized option" in message
+    assert our_namespaces() == before
+    assert not lab.dir.exists() and daemon_pids(f"iotemu-{lab.run}") == []
+
+
+def test_engine_ports_have_no_address() -> None:
+    with Lab(branch_site(), engine_ports=2) as lab:
+        ports = lab.engine_interfaces()
+        assert [p for _, p in ports] == ["e0", "e1"]
+        for ns, port in ports:
+            out = subprocess.run(["ip", "-n", ns, "-j", "addr", "show", port],
+                                 capture_output=True, text=True).stdout
+            assert json.loads(out)[0]["addr_info"] == []
+        with pytest.raises(LabError, match="engine_ports=3"):
+            lab.engine_interfaces(3)
