@@ -27,6 +27,8 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/protocol_frames.py
+	@if [ "$$(id -u)" -eq 0 ]; then $(BIN)/python benchmarks/lab_up.py; \
+	else echo "benchmarks/lab_up.py skipped: needs root"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
