@@ -330,6 +330,16 @@ class Lab:
             return parse_dnsmasq_leases(self.dir / "dnsmasq.leases")
         return parse_kea_leases(self.dir / "kea-leases.csv")
 
+    def server_log(self) -> str:
+        """The DHCP server's log so far (dnsmasq's or Kea's), for reports; read it before
+        teardown, which removes the run directory."""
+        assert self.plan is not None
+        name = "dnsmasq.log" if self.plan.dhcp_server == "dnsmasq" else "kea.log"
+        try:
+            return (self.dir / name).read_text(errors="replace")
+        except OSError:
+            return ""
+
     def service_counters(self, target: str | None = None) -> dict:
         """Per target, per service, per source address: packets and bytes received."""
         if "responder" not in self.daemons:

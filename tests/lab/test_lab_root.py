@@ -137,6 +137,8 @@ def test_a_real_client_gets_a_lease_in_its_pool_and_reaches_a_target_by_name(ser
             got["ip"]) <= pool.last
         leases = {l.mac: l for l in lab.leases()}
         assert leases[camera.mac].ip == got["ip"]
+        log = lab.server_log()
+        assert ("DHCPACK" in log) if server == "dnsmasq" else ("DHCP4_LEASE_ALLOC" in log)
         # DNS: the target's name, the lab domain, NXDOMAIN for the rest
         answer = probe(lab, cam_host, "resolve", "10.20.0.1", "cloud.axis.example")
         assert answer == {"id_ok": True, "rcode": 0, "answers": ["198.51.100.10"]}
