@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .frames import (BROADCAST_MAC, ETH_LEN, ETH_P_IP, IP_LEN, IPPROTO_UDP, UDP_LEN,
-                     Malformed, _pseudo_sum, _sum16, ethernet, ipv4, ip_text, parse_ipv4,
-                     parse_udp)
+                     Malformed, _pseudo_sum, _sum16, ethernet, fold, ipv4, ip_text,
+                     parse_ipv4, parse_udp)
 
 CLIENT_PORT = 68
 SERVER_PORT = 67
@@ -76,9 +76,7 @@ class ClientTemplate:
 
     def render(self, xid: int, secs: int = 0) -> bytes:
         secs = min(max(int(secs), 0), 0xFFFF)
-        total = self._base + (xid >> 16) + (xid & 0xFFFF) + secs
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
+        total = fold(self._base + (xid >> 16) + (xid & 0xFFFF) + secs)
         csum = (~total) & 0xFFFF or 0xFFFF
         frame = self.frame
         struct.pack_into("!IH", frame, XID_AT, xid, secs)

@@ -50,6 +50,13 @@ def ip_text(address: bytes) -> str:
 
 # --- checksums ------------------------------------------------------------------------
 
+def fold(total: int) -> int:
+    """Fold carries of a ones'-complement sum into 16 bits."""
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
 def _sum16(data: bytes | bytearray | memoryview) -> int:
     """Ones'-complement sum of big-endian 16-bit words, folded, not inverted.
 
@@ -59,9 +66,7 @@ def _sum16(data: bytes | bytearray | memoryview) -> int:
     """
     if len(data) % 2:
         data = bytes(data) + b"\x00"
-    total = sum(memoryview(data).cast("H"))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = fold(sum(memoryview(data).cast("H")))
     if sys.byteorder == "little":
         total = ((total & 0xFF) << 8) | (total >> 8)
     return total
@@ -78,9 +83,7 @@ def _pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
 
 def transport_checksum(src: bytes, dst: bytes, proto: int, segment: bytes | bytearray) -> int:
     """UDP/TCP checksum over the pseudo-header and ``segment`` (checksum field zeroed)."""
-    total = _pseudo_sum(src, dst, proto, len(segment)) + _sum16(segment)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    total = fold(_pseudo_sum(src, dst, proto, len(segment)) + _sum16(segment))
     value = (~total) & 0xFFFF
     if proto == IPPROTO_UDP and value == 0:
         return 0xFFFF  # 0 means "no checksum" in UDP
@@ -229,9 +232,8 @@ def parse_udp(packet: Ipv4Packet, checksum_unfilled: bool = False) -> UdpDatagra
     if length < UDP_LEN or length > len(seg):
         raise Malformed("bad_udp_length")
     if csum and not checksum_unfilled:
-        total = _pseudo_sum(packet.src, packet.dst, IPPROTO_UDP, length) + _sum16(seg[:length])
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
+        total = fold(_pseudo_sum(packet.src, packet.dst, IPPROTO_UDP, length)
+                     + _sum16(seg[:length]))
         if total != 0xFFFF:
             raise Malformed("bad_udp_checksum")
     return UdpDatagram(packet, sport, dport, seg[UDP_LEN:length])
