@@ -132,7 +132,7 @@ class DhcpClient:
         self._started = 0.0  # first DISCOVER of this acquisition
         self._sent_request = 0.0
         self._offer_time: float | None = None
-        self._retransmits = 0
+        self.retransmits = 0
         self._templates: dict[tuple, w.ClientTemplate] = {}
         # the offer being requested, then the lease
         self.offered: bytes | None = None
@@ -302,7 +302,7 @@ class DhcpClient:
         self.xid = self.rng.getrandbits(32)
         self._started = now
         self._tries = 0
-        self._retransmits = 0
+        self.retransmits = 0
         self._offer_time = None
         self.offered = self.server_id = None
         self.server_mac = BROADCAST_MAC
@@ -312,7 +312,7 @@ class DhcpClient:
 
     def _retransmit_discover(self, now: float) -> None:
         self._tries += 1
-        self._retransmits += 1
+        self.retransmits += 1
         self._broadcast("discover", w.DISCOVER, now, requested=self.request_ip)
         self._backoff(now, self._tries)
 
@@ -339,7 +339,7 @@ class DhcpClient:
 
     def _retransmit_request(self, now: float) -> None:
         self._tries += 1
-        self._retransmits += 1
+        self.retransmits += 1
         if self._tries >= REQUEST_TRIES:
             self.last_seen = "no ACK to REQUEST"
             self._set_state(State.INIT, now)
@@ -412,7 +412,7 @@ class DhcpClient:
         self._naks = 0
         self._take_lease(reply, now)
         self._set_state(State.BOUND, now)
-        timings = {"total": now - self._started, "retransmits": self._retransmits}
+        timings = {"total": now - self._started, "retransmits": self.retransmits}
         if self._offer_time is not None:
             timings["discover_to_offer"] = self._offer_time - self._started
         timings["request_to_ack"] = now - self._sent_request
@@ -511,7 +511,7 @@ class DhcpClient:
         self.xid = self.rng.getrandbits(32)
         self._started = now
         self._tries = 0
-        self._retransmits = 0
+        self.retransmits = 0
         self._offer_time = None
         self._sent_request = now
         self._rebooting = True

@@ -1,0 +1,505 @@
+"""The engine's logic without I/O: a fleet of device cores, a timer heap, closed-loop
+DHCP pacing, frame demultiplexing, commands and events. ``engine/main.py`` puts the raw
+socket, stdin/stdout and the clock around it."""
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..profiles.model import CLIENT_ID_TYPES, DhcpFingerprint
+from ..protocols import ArpCache, DeviceCore, LocalProtocolError, State
+from ..protocols.dhcp_wire import peek_chaddr
+from ..protocols.frames import BROADCAST_MAC, ip_bytes, ip_text, mac_bytes, mac_text
+from ..spec.units import UnitError, parse_mac
+
+VERSION = "0.1.0"
+ACQUIRING = (State.SELECTING, State.REQUESTING, State.PROBING, State.REBOOTING, State.INIT)
+# per-packet phases: reported only with verbosity >= 1 (kept off at scale)
+PHASES = {"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.ack"}
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Dev:
+    name: str
+    group: str
+    mac: bytes
+    core: DeviceCore
+    started: float | None = None
+    bound_at: float | None = None
+    scheduled: float | None = None  # the deadline in the heap for this device
+
+
+@dataclass
+class Pacer:
+    """A window of outstanding DHCP acquisitions that grows while replies come back and
+    halves on timeouts, under an optional rate cap (starts per second)."""
+
+    window: float = 32.0
+    minimum: float = 4.0
+    maximum: float = 2048.0
+    rate: float | None = None
+    _tokens: float = 0.0
+    _last: float | None = None
+
+    def grow(self) -> None:
+        self.window = min(self.maximum, self.window + 1.0)
+
+    def shrink(self) -> None:
+        self.window = max(self.minimum, self.window / 2.0)
+
+    def allowance(self, outstanding: int, now: float) -> int:
+        room = int(self.window) - outstanding
+        if self.rate is None:
+            return max(room, 0)
+        if self._last is None:
+            self._last = now
+            self._tokens = 1.0
+        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        return max(0, min(room, int(self._tokens)))
+
+    def spend(self, count: int) -> None:
+        if self.rate is not None:
+            self._tokens -= count
+
+
+@dataclass
+class Engine:
+    iface: str = ""
+    time_scale: float = 1.0
+    verbosity: int = 0
+    seed: int = 0
+    pacer: Pacer = field(default_factory=Pacer)
+    devices: dict[bytes, Dev] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_name: dict[str, Dev] = {}
+        self.by_ip: dict[bytes, Dev] = {}
+        self.probing: dict[bytes, Dev] = {}
+        self.heap: list[tuple[float, int, bytes]] = []
+        self._tick = 0
+        self.waiting: deque[bytes] = deque()  # started, not yet let through by the pacer
+        self.outstanding: set[bytes] = set()
+        self.arp = ArpCache()
+        self.frames: list[bytes] = []
+        self.events: list[dict[str, Any]] = []
+        self.latencies: list[float] = []
+        self.counters: Counter = Counter()
+        self.rng = random.Random(self.seed)
+        self.stopping = False
+
+    # --- commands -----------------------------------------------------------------------
+    def command(self, cmd: str, args: dict[str, Any], now: float) -> dict[str, Any]:
+        handler = getattr(self, f"cmd_{cmd}", None)
+        if handler is None:
+            raise CommandError("unknown_command", f"unknown command {cmd!r}; commands: "
+                               + ", ".join(sorted(n[4:] for n in dir(self)
+                                                  if n.startswith("cmd_"))))
+        return handler(args, now) or {}
+
+    def cmd_hello(self, args: dict, now: float) -> dict:
+        if "verbosity" in args:
+            self.verbosity = _int(args, "verbosity", 0, 2)
+        if "time_scale" in args:
+            scale = args["time_scale"]
+            if not isinstance(scale, (int, float)) or scale <= 0:
+                raise CommandError("bad_argument", "time_scale: a number above zero")
+            self.time_scale = float(scale)
+        if "window" in args:
+            self.pacer.window = float(_int(args, "window", 1, 100000))
+        if "rate" in args:
+            rate = args["rate"]
+            if rate is not None and (not isinstance(rate, (int, float)) or rate <= 0):
+                raise CommandError("bad_argument", "rate: starts per second above zero, or null")
+            self.pacer.rate = rate
+        return {"engine": VERSION, "iface": self.iface, "devices": len(self.devices),
+                "time_scale": self.time_scale, "verbosity": self.verbosity}
+
+    def cmd_add_devices(self, args: dict, now: float) -> dict:
+        entries = args.get("devices")
+        if not isinstance(entries, list) or not entries:
+            raise CommandError("bad_argument", "devices: a non-empty list of device objects")
+        new: list[Dev] = []
+        seen_names = set(self.by_name)
+        seen_macs = set(self.devices)
+        for i, entry in enumerate(entries):
+            dev = self._make_device(entry, i)
+            if dev.mac in seen_macs:
+                raise CommandError("duplicate", f"devices[{i}]: MAC {mac_text(dev.mac)} is "
+                                   "already in the engine")
+            if dev.name in seen_names:
+                raise CommandError("duplicate", f"devices[{i}]: name {dev.name!r} is already "
+                                   "in the engine")
+            seen_macs.add(dev.mac)
+            seen_names.add(dev.name)
+            new.append(dev)
+        for dev in new:  # all or nothing
+            self.devices[dev.mac] = dev
+            self.by_name[dev.name] = dev
+        return {"added": len(new), "devices": len(self.devices)}
+
+    def _make_device(self, entry: Any, i: int) -> Dev:
+        if not isinstance(entry, dict):
+            raise CommandError("bad_argument", f"devices[{i}]: an object")
+        name, group = entry.get("name"), entry.get("group", "")
+        if not isinstance(name, str) or not name or not isinstance(group, str):
+            raise CommandError("bad_argument", f"devices[{i}]: name (text) is required")
+        try:
+            mac = mac_bytes(parse_mac(entry.get("mac")))
+        except UnitError as exc:
+            raise CommandError("bad_argument", f"devices[{i}].mac: expected {exc}") from None
+        dhcp = entry.get("dhcp") or {}
+        try:
+            prl = tuple(int(c) for c in dhcp.get("param_request_list", (1, 3, 6)))
+            if not prl or any(not 1 <= c <= 254 for c in prl):
+                raise ValueError
+            client_id = dhcp.get("client_id", "mac")
+            if client_id not in CLIENT_ID_TYPES:
+                raise ValueError
+            fingerprint = DhcpFingerprint(
+                param_request_list=prl, vendor_class=dhcp.get("vendor_class"),
+                client_id=client_id, max_message_size=dhcp.get("max_message_size"),
+                fqdn=bool(dhcp.get("fqdn", False)), broadcast=bool(dhcp.get("broadcast", False)),
+                arp_probe=bool(dhcp.get("arp_probe", False)))
+            request_ip = ip_bytes(entry["request_ip"]) if entry.get("request_ip") else None
+        except (TypeError, ValueError, AttributeError):
+            raise CommandError("bad_argument", f"devices[{i}].dhcp: a fingerprint object "
+                               "(param_request_list of codes 1-254, client_id none|mac|duid)") \
+                from None
+        hostname = entry.get("hostname")
+        core = DeviceCore(mac, fingerprint, hostname=hostname, request_ip=request_ip,
+                          rng=random.Random(self.rng.getrandbits(64)),
+                          time_scale=self.time_scale, arp_cache=self.arp, name=name)
+        return Dev(name, group, mac, core)
+
+    def select(self, args: dict) -> list[Dev]:
+        """Devices named by ``devices: [names]``, ``group: name`` or all of them."""
+        if "devices" in args:
+            names = args["devices"]
+            if not isinstance(names, list):
+                raise CommandError("bad_argument", "devices: a list of device names")
+            missing = [n for n in names if n not in self.by_name]
+            if missing:
+                raise CommandError("unknown_device", f"unknown devices: {', '.join(map(str, missing[:5]))}")
+            return [self.by_name[n] for n in names]
+        if "group" in args:
+            chosen = [d for d in self.devices.values() if d.group == args["group"]]
+            if not chosen:
+                raise CommandError("unknown_group", f"no devices in group {args['group']!r}")
+            return chosen
+        return list(self.devices.values())
+
+    def cmd_start(self, args: dict, now: float) -> dict:
+        count = 0
+        for dev in self.select(args):
+            if dev.core.dhcp.state in (State.INIT, State.STOPPED) and dev.mac not in \
+                    self.outstanding and dev.mac not in self.waiting:
+                self.waiting.append(dev.mac)
+                count += 1
+        self.pace(now)
+        return {"starting": count}
+
+    def cmd_stop(self, args: dict, now: float) -> dict:
+        devices = self.select(args)
+        for dev in devices:
+            self._drop_waiting(dev)
+            dev.core.dhcp.stop(now)
+            self._after(dev, now)
+        return {"stopped": len(devices)}
+
+    def cmd_remove(self, args: dict, now: float) -> dict:
+        devices = self.select(args)
+        for dev in devices:
+            self._drop_waiting(dev)
+            dev.core.dhcp.stop(now)
+            self._after(dev, now)
+            self._forget_address(dev)
+            del self.devices[dev.mac]
+            del self.by_name[dev.name]
+        return {"removed": len(devices), "devices": len(self.devices)}
+
+    def _per_device(self, args: dict, now: float, action: str) -> dict:
+        done, errors = 0, []
+        for dev in self.select(args):
+            try:
+                getattr(dev.core.dhcp, action)(now)
+                done += 1
+            except LocalProtocolError as exc:
+                errors.append(str(exc))
+            self._after(dev, now)
+        if errors and not done:
+            raise CommandError("bad_state", "; ".join(errors[:5]))
+        return {action: done, "refused": errors[:20]}
+
+    def cmd_renew(self, args: dict, now: float) -> dict:
+        return self._per_device(args, now, "renew")
+
+    def cmd_release(self, args: dict, now: float) -> dict:
+        return self._per_device(args, now, "release")
+
+    def cmd_reboot(self, args: dict, now: float) -> dict:
+        return self._per_device(args, now, "reboot")
+
+    def cmd_ping(self, args: dict, now: float) -> dict:
+        dev = self.by_name.get(args.get("device"))
+        if dev is None:
+            raise CommandError("unknown_device", f"unknown device {args.get('device')!r}")
+        try:
+            target = ip_bytes(str(args["target"]))
+        except (KeyError, ValueError):
+            raise CommandError("bad_argument", "target: an IPv4 address") from None
+        if dev.core.address is None:
+            raise CommandError("bad_state", f"{dev.name} is not bound")
+        lease = dev.core.dhcp.lease
+        routers = lease.get("router") or []
+        hop = target
+        import ipaddress
+        from ..protocols.dhcp import network_of
+        net = network_of(lease)
+        if net is None or ipaddress.IPv4Address(target) not in net:
+            if not routers:
+                raise CommandError("no_route", f"{dev.name} has no router for {ip_text(target)}")
+            hop = ip_bytes(routers[0])
+        hop_mac = self.arp.lookup(hop, now)
+        if hop_mac is None:
+            from ..protocols.arp import request_for
+            self.frames.append(request_for(dev.mac, dev.core.address, hop))
+            raise CommandError("resolving", f"resolving {ip_text(hop)}; try again shortly")
+        seq = dev.core.pinger.ping(dev.core.address, target, hop_mac, now)
+        self._after(dev, now)
+        return {"seq": seq}
+
+    def cmd_stats(self, args: dict, now: float) -> dict:
+        return self.stats()
+
+    def cmd_devices(self, args: dict, now: float) -> dict:
+        return {"devices": [self.describe(d) for d in self.select(args)]}
+
+    def cmd_shutdown(self, args: dict, now: float) -> dict:
+        released = self.release_all(now)
+        self.stopping = True
+        return {"released": released}
+
+    def release_all(self, now: float) -> int:
+        count = 0
+        for dev in self.devices.values():
+            if dev.core.dhcp.state in (State.BOUND, State.RENEWING, State.REBINDING):
+                count += 1
+            if dev.core.dhcp.state is not State.STOPPED:
+                dev.core.dhcp.stop(now)
+                self._after(dev, now)
+        self.waiting.clear()
+        return count
+
+    def describe(self, dev: Dev) -> dict:
+        summary = dev.core.dhcp.summary()
+        return {"name": dev.name, "group": dev.group, "mac": mac_text(dev.mac),
+                "state": summary["state"], "ip": summary["ip"],
+                "last_seen": summary["last_seen"],
+                "retransmits": dev.core.dhcp.retransmits,
+                "bound_after": (dev.bound_at - dev.started) if dev.bound_at is not None
+                and dev.started is not None else None}
+
+    # --- pacing and timers ----------------------------------------------------------------
+    def _drop_waiting(self, dev: Dev) -> None:
+        if dev.mac in self.waiting:
+            self.waiting.remove(dev.mac)
+        self.outstanding.discard(dev.mac)
+
+    def pace(self, now: float) -> None:
+        allowed = self.pacer.allowance(len(self.outstanding), now)
+        started = 0
+        while self.waiting and started < allowed:
+            dev = self.devices.get(self.waiting.popleft())
+            if dev is None:
+                continue
+            dev.started, dev.bound_at = now, None
+            self.outstanding.add(dev.mac)
+            dev.core.dhcp.start(now)
+            self._after(dev, now)
+            started += 1
+        self.pacer.spend(started)
+
+    def next_deadline(self) -> float | None:
+        while self.heap:
+            deadline, _, mac = self.heap[0]
+            dev = self.devices.get(mac)
+            if dev is not None and dev.scheduled == deadline:
+                return deadline
+            heapq.heappop(self.heap)  # stale
+        return None
+
+    def on_timers(self, now: float) -> None:
+        while self.heap and self.heap[0][0] <= now:
+            deadline, _, mac = heapq.heappop(self.heap)
+            dev = self.devices.get(mac)
+            if dev is None or dev.scheduled != deadline:
+                continue
+            dev.scheduled = None
+            before = dev.core.dhcp.retransmits
+            dev.core.on_timer(now)
+            if dev.core.dhcp.retransmits > before:
+                self.pacer.shrink()
+                self.counters["retransmits"] += dev.core.dhcp.retransmits - before
+            self._after(dev, now)
+        self.pace(now)
+
+    def _schedule(self, dev: Dev) -> None:
+        deadline = dev.core.next_timer()
+        if deadline is not None and deadline != dev.scheduled:
+            dev.scheduled = deadline
+            self._tick += 1
+            heapq.heappush(self.heap, (deadline, self._tick, dev.mac))
+        elif deadline is None:
+            dev.scheduled = None
+
+    # --- frames ----------------------------------------------------------------------------
+    def on_frame(self, frame: bytes, unfilled: bool, now: float) -> None:
+        self.counters["frames_in"] += 1
+        dst = frame[0:6]
+        dev = self.devices.get(dst)
+        if dev is None and dst == BROADCAST_MAC and len(frame) >= 42:
+            if frame[12:14] == b"\x08\x06":  # ARP: for whom?
+                self._arp_broadcast(frame, now)
+                return
+            chaddr = peek_chaddr(frame)
+            dev = self.devices.get(chaddr) if chaddr else None
+        if dev is None:
+            self.counters["frames_not_ours"] += 1
+            return
+        dev.core.receive(frame, now, unfilled)
+        self._after(dev, now)
+
+    def _arp_broadcast(self, frame: bytes, now: float) -> None:
+        from ..protocols.frames import Malformed, parse_arp
+        try:
+            packet = parse_arp(frame)
+        except Malformed:
+            self.counters["arp_malformed"] += 1
+            return
+        self.arp.learn(packet, now)
+        targets = []
+        for ip in (packet.target_ip, packet.sender_ip):
+            dev = self.probing.get(ip)
+            if dev is not None and dev not in targets:
+                targets.append(dev)
+        dev = self.by_ip.get(packet.target_ip)
+        if dev is not None and dev not in targets:
+            targets.append(dev)
+        for dev in targets:
+            if dev.mac == packet.sender_mac:
+                continue
+            dev.core.receive(frame, now)
+            self._after(dev, now)
+
+    # --- bookkeeping after a device acted ----------------------------------------------------
+    def _forget_address(self, dev: Dev) -> None:
+        for index in (self.by_ip, self.probing):
+            for ip in [ip for ip, d in index.items() if d is dev]:
+                del index[ip]
+
+    def _after(self, dev: Dev, now: float) -> None:
+        out = dev.core.out
+        if out.frames:
+            self.frames.extend(out.take_frames())
+        for event in out.take_events():
+            self._translate(dev, event.type, event.time, event.data)
+        self._schedule(dev)
+
+    def _translate(self, dev: Dev, kind: str, when: float, data: dict) -> None:
+        if kind == "dhcp.state":
+            new = data["new"]
+            if new == "PROBING" and dev.core.dhcp.offered:
+                self.probing[dev.core.dhcp.offered] = dev
+                # the server has answered: the probe costs it nothing, free the slot
+                if dev.mac in self.outstanding:
+                    self.outstanding.discard(dev.mac)
+                    self.pacer.grow()
+            elif data["old"] == "PROBING":
+                self._forget_probe(dev)
+            if new in ("INIT", "STOPPED", "SELECTING"):
+                for ip in [ip for ip, d in self.by_ip.items() if d is dev]:
+                    del self.by_ip[ip]
+            if new == "STOPPED":
+                self.outstanding.discard(dev.mac)
+            return
+        if kind == "dhcp.bound":
+            self.by_ip[ip_bytes(data["ip"])] = dev
+            if dev.mac in self.outstanding:
+                self.outstanding.discard(dev.mac)
+                self.pacer.grow()
+            if dev.bound_at is None and dev.started is not None:
+                dev.bound_at = when
+                self.latencies.append(when - dev.started)
+        elif kind in ("dhcp.expired", "dhcp.nak", "dhcp.declined"):
+            if dev.mac not in self.outstanding and kind != "dhcp.declined":
+                dev.started, dev.bound_at = when, None
+            self.outstanding.add(dev.mac)
+        self.counters[kind] += 1
+        if kind in PHASES and self.verbosity < 1:
+            return
+        self.events.append({"type": f"device.{kind}", "device": dev.name,
+                            "group": dev.group, **data})
+
+    def _forget_probe(self, dev: Dev) -> None:
+        for ip in [ip for ip, d in self.probing.items() if d is dev]:
+            del self.probing[ip]
+
+    def take_frames(self) -> list[bytes]:
+        frames, self.frames = self.frames, []
+        return frames
+
+    def take_events(self) -> list[dict[str, Any]]:
+        events, self.events = self.events, []
+        return events
+
+    # --- stats ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        groups: dict[str, Counter] = {}
+        states: Counter = Counter()
+        ignored: Counter = Counter()
+        for dev in self.devices.values():
+            state = dev.core.dhcp.state.value
+            states[state] += 1
+            groups.setdefault(dev.group, Counter())[state] += 1
+            for key, value in dev.core.counters.items():
+                if key.startswith("ignored."):
+                    ignored[key[8:]] += value
+        return {
+            "devices": len(self.devices), "states": dict(states),
+            "groups": {g: dict(c) for g, c in groups.items()},
+            "bound": states.get("BOUND", 0) + states.get("RENEWING", 0)
+            + states.get("REBINDING", 0),
+            "outstanding": len(self.outstanding), "waiting": len(self.waiting),
+            "window": self.pacer.window, "latency": percentiles(self.latencies),
+            "counters": dict(self.counters), "ignored": dict(ignored),
+        }
+
+
+def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
+    data = sorted(values)
+    if not data:
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
+
+    def pick(q: float) -> float:
+        return round(data[min(len(data) - 1, int(q * len(data)))], 6)
+
+    return {"count": len(data), "p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99),
+            "max": round(data[-1], 6)}
+
+
+def _int(args: dict, key: str, low: int, high: int) -> int:
+    value = args.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CommandError("bad_argument", f"{key}: a whole number from {low} to {high}")
+    return value
