@@ -246,6 +246,81 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Build the lab (or use the real interface), run the fleet, summarise or stream."""
+    import signal as _signal
+    import time as _time
+    from contextlib import ExitStack
+    from .engine import EngineClient, EngineCommandError, EngineError
+    from .lab import Lab, LabError
+    from .spec.units import UnitError, parse_duration
+
+    try:
+        duration = parse_duration(args.duration) if args.duration else None
+    except UnitError as exc:
+        raise CliError(f"--duration: expected {exc}") from None
+    spec = _load(args.file, args)
+    if args.site:
+        sites = [s for s in spec.sites if s.name == args.site]
+        if not sites:
+            raise CliError(f"no site {args.site!r}; sites: "
+                           + ", ".join(s.name for s in spec.sites))
+        site = sites[0]
+    elif len(spec.sites) == 1:
+        site = spec.sites[0]
+    else:
+        raise CliError("several sites: choose one with --site ("
+                       + ", ".join(s.name for s in spec.sites) + ")")
+    devices = [d for d in site.devices if d.enabled and d.static_ip is None]
+    if _signal.getsignal(_signal.SIGTERM) in (_signal.SIG_DFL, None):
+        _signal.signal(_signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    out = sys.stdout
+    try:
+        with ExitStack() as stack:
+            if site.is_lab:
+                lab = stack.enter_context(Lab(site, spec_path=str(Path(args.file).resolve())))
+                netns, iface = lab.engine_interfaces()[0]
+                allow_live = False
+            else:
+                netns, iface = None, site.interface
+                allow_live = args.allow_live or site.allow_live
+                if not allow_live:
+                    raise CliError(f"site {site.name} runs on the real interface {iface}: "
+                                   "sending there needs --allow-live (or allow_live: true)")
+            client = EngineClient(iface, netns=netns, allow_live=allow_live, seed=spec.seed)
+            closed = []
+            if args.jsonl:
+                def stream(event: dict) -> None:
+                    try:
+                        out.write(json.dumps(event) + "\n")
+                        out.flush()
+                    except (BrokenPipeError, ValueError):  # the reader went away
+                        closed.append(True)
+                client.subscribe(stream)
+            stack.enter_context(client)
+            client.add_devices(devices)
+            client.call("start")
+            started = _time.monotonic()
+            while (duration is None or _time.monotonic() - started < duration) and not closed:
+                _time.sleep(1.0)
+                stats = client.call("stats")
+                if not args.jsonl:
+                    lat = stats["latency"]
+                    p95 = f"{lat['p95']:.2f}s" if lat["p95"] is not None else "-"
+                    print(f"[{_time.monotonic() - started:6.1f}s] bound {stats['bound']}/"
+                          f"{stats['devices']}  outstanding {stats['outstanding']}  "
+                          f"waiting {stats['waiting']}  DORA p95 {p95}  "
+                          f"retransmits {stats['counters'].get('retransmits', 0)}",
+                          file=sys.stderr if args.jsonl else out, flush=True)
+    except KeyboardInterrupt:
+        print("iotemu: stopped; lab and engine taken down", file=sys.stderr)
+        return 130
+    except (LabError, EngineError, EngineCommandError) as exc:
+        print(f"iotemu: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iotemu",
@@ -289,6 +364,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "network.interface) or an interface name")
     p.set_defaults(func=cmd_import)
 
+    p = sub.add_parser("run", parents=[common], help="run a fleet: lab up, devices bound, "
+                       "live summary (or JSON lines)",
+                       description="Build the virtual branch for `interface: lab` (or use "
+                       "the real interface), start the fleet in one engine and print a live "
+                       "summary; with --jsonl, stream the engine's events instead. Ctrl-C or "
+                       "SIGTERM takes everything down.")
+    p.add_argument("file", metavar="FLEET")
+    p.add_argument("--site", help="the site, when the spec has several")
+    p.add_argument("--duration", metavar="DURATION", help="stop after this long (e.g. 60s); "
+                   "default: until Ctrl-C")
+    p.add_argument("--jsonl", action="store_true", help="stream the engine's events as JSON "
+                   "lines on stdout")
+    p.add_argument("--allow-live", action="store_true", help="allow a real interface")
+    p.set_defaults(func=cmd_run)
+
+    sub.add_parser("engine", help="the engine process itself: `iotemu engine --iface IF` "
+                   "(JSON lines on stdin/stdout; see `iotemu engine --help`)")
+
     p = sub.add_parser("lab", parents=[common], help="the virtual branch: up, status, show, down",
                        description="Bring the virtual branch of a fleet spec up (detached), "
                        "list labs, show their generated configurations, take them down.")
@@ -325,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["engine"]:  # its own options, --help included
+        from .engine.main import main as engine_main
+        return engine_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -131,9 +131,12 @@ class EngineClient:
                     if message.get("type") == "engine.stats":
                         self.last_stats = message
                 self._cond.notify_all()
-            for callback in list(self._subscribers):
-                if "seq" in message:
-                    callback(message)
+            if "seq" in message:
+                for callback in list(self._subscribers):
+                    try:
+                        callback(message)
+                    except Exception:  # noqa: BLE001 - a broken subscriber is dropped,
+                        self._subscribers.remove(callback)  # the engine is still heard
         with self._cond:
             self._cond.notify_all()
 

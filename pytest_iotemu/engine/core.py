@@ -18,7 +18,8 @@ from ..spec.units import UnitError, parse_mac
 VERSION = "0.1.0"
 ACQUIRING = (State.SELECTING, State.REQUESTING, State.PROBING, State.REBOOTING, State.INIT)
 # per-packet phases: reported only with verbosity >= 1 (kept off at scale)
-PHASES = {"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.ack"}
+PHASES = {"dhcp.discover", "dhcp.offer", "dhcp.request", "dhcp.ack", "dhcp.release",
+          "dhcp.decline"}
 
 
 class CommandError(Exception):
