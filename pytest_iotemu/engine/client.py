@@ -53,6 +53,7 @@ class EngineClient:
         self.heartbeat_timeout = heartbeat_timeout
         self.process: subprocess.Popen | None = None
         self.events: list[dict[str, Any]] = []
+        self.transcript: list[dict[str, Any]] | None = None  # every message, when wanted
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
         self.last_stats: dict[str, Any] | None = None
         self._replies: dict[Any, dict[str, Any]] = {}
@@ -120,6 +121,8 @@ class EngineClient:
                 continue
             with self._cond:
                 self._last_seen = time.monotonic()
+                if self.transcript is not None:
+                    self.transcript.append(message)
                 if "id" in message and "seq" not in message:
                     self._replies[message["id"]] = message
                 else:
