@@ -272,8 +272,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError("several sites: choose one with --site ("
                        + ", ".join(s.name for s in spec.sites) + ")")
     devices = [d for d in site.devices if d.enabled and d.static_ip is None]
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds like Ctrl-C: engine and lab are taken down
+
     if _signal.getsignal(_signal.SIGTERM) in (_signal.SIG_DFL, None):
-        _signal.signal(_signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        _signal.signal(_signal.SIGTERM, on_term)
     out = sys.stdout
     try:
         with ExitStack() as stack:

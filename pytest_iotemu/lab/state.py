@@ -33,8 +33,9 @@ def process_start_time(pid: int) -> int | None:
 
 
 def is_alive(pid: int, start: int | None) -> bool:
+    """The same process still runs (a zombie, dead but not yet waited for, does not)."""
     now = process_start_time(pid)
-    return now is not None and (start is None or now == start)
+    return now is not None and (start is None or now == start) and not _zombie(pid)
 
 
 @dataclass
