@@ -300,7 +300,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     except (BrokenPipeError, ValueError):  # the reader went away
                         closed.append(True)
                 client.subscribe(stream)
-            stack.enter_context(client)
+            client.start(**site.pacing.hello())
+            stack.callback(client.close)
             client.add_devices(devices)
             client.call("start")
             started = _time.monotonic()

@@ -49,8 +49,10 @@ class Pacer:
     minimum: float = 4.0
     maximum: float = 2048.0
     rate: float | None = None
+    stagger: float = 0.0  # at least this long between two starts
     _tokens: float = 0.0
     _last: float | None = None
+    _last_start: float | None = None
 
     def grow(self) -> None:
         self.window = min(self.maximum, self.window + 1.0)
@@ -60,6 +62,10 @@ class Pacer:
 
     def allowance(self, outstanding: int, now: float) -> int:
         room = int(self.window) - outstanding
+        if self.stagger > 0:
+            if self._last_start is not None and now - self._last_start < self.stagger:
+                return 0
+            room = min(room, 1)
         if self.rate is None:
             return max(room, 0)
         if self._last is None:
@@ -69,9 +75,20 @@ class Pacer:
         self._last = now
         return max(0, min(room, int(self._tokens)))
 
-    def spend(self, count: int) -> None:
+    def spend(self, count: int, now: float) -> None:
+        if count:
+            self._last_start = now
         if self.rate is not None:
             self._tokens -= count
+
+    def next_start(self, now: float) -> float | None:
+        """When a start may next be allowed by the rate cap or the stagger."""
+        times = []
+        if self.stagger > 0 and self._last_start is not None:
+            times.append(self._last_start + self.stagger)
+        if self.rate is not None and self._tokens < 1:
+            times.append(now + (1 - self._tokens) / self.rate)
+        return max(times) if times else None
 
 
 @dataclass
@@ -98,6 +115,7 @@ class Engine:
         self.counters: Counter = Counter()
         self.rng = random.Random(self.seed)
         self.stopping = False
+        self._now = 0.0
 
     # --- commands -----------------------------------------------------------------------
     def command(self, cmd: str, args: dict[str, Any], now: float) -> dict[str, Any]:
@@ -118,13 +136,20 @@ class Engine:
             self.time_scale = float(scale)
         if "window" in args:
             self.pacer.window = float(_int(args, "window", 1, 100000))
+        if "stagger" in args:
+            stagger = args["stagger"]
+            if not isinstance(stagger, (int, float)) or stagger < 0:
+                raise CommandError("bad_argument", "stagger: seconds, zero or more")
+            self.pacer.stagger = float(stagger)
         if "rate" in args:
             rate = args["rate"]
             if rate is not None and (not isinstance(rate, (int, float)) or rate <= 0):
                 raise CommandError("bad_argument", "rate: starts per second above zero, or null")
             self.pacer.rate = rate
         return {"engine": VERSION, "iface": self.iface, "devices": len(self.devices),
-                "time_scale": self.time_scale, "verbosity": self.verbosity}
+                "time_scale": self.time_scale, "verbosity": self.verbosity,
+                "window": self.pacer.window, "rate": self.pacer.rate,
+                "stagger": self.pacer.stagger}
 
     def cmd_add_devices(self, args: dict, now: float) -> dict:
         entries = args.get("devices")
@@ -318,6 +343,7 @@ class Engine:
         self.outstanding.discard(dev.mac)
 
     def pace(self, now: float) -> None:
+        self._now = now
         allowed = self.pacer.allowance(len(self.outstanding), now)
         started = 0
         while self.waiting and started < allowed:
@@ -329,9 +355,18 @@ class Engine:
             dev.core.dhcp.start(now)
             self._after(dev, now)
             started += 1
-        self.pacer.spend(started)
+        self.pacer.spend(started, now)
 
     def next_deadline(self) -> float | None:
+        pacing = None
+        if self.waiting and len(self.outstanding) < int(self.pacer.window):
+            pacing = self.pacer.next_start(self._now)
+        device = self._next_device_deadline()
+        if pacing is None or (device is not None and device < pacing):
+            return device
+        return pacing
+
+    def _next_device_deadline(self) -> float | None:
         while self.heap:
             deadline, _, mac = self.heap[0]
             dev = self.devices.get(mac)
@@ -487,16 +522,28 @@ class Engine:
         }
 
 
-def percentiles(values: Iterable[float]) -> dict[str, float | int | None]:
+# upper edges (seconds) of the latency histogram's buckets; the last one is open
+HISTOGRAM_EDGES = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def percentiles(values: Iterable[float]) -> dict[str, Any]:
+    """Count, p50/p95/p99/max and a histogram (counts per bucket of HISTOGRAM_EDGES, and
+    one more for everything above the last edge)."""
+    import bisect
     data = sorted(values)
+    counts = [0] * (len(HISTOGRAM_EDGES) + 1)
+    for value in data:
+        counts[bisect.bisect_left(HISTOGRAM_EDGES, value)] += 1
+    histogram = {"edges": list(HISTOGRAM_EDGES), "counts": counts}
     if not data:
-        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None,
+                "histogram": histogram}
 
     def pick(q: float) -> float:
         return round(data[min(len(data) - 1, int(q * len(data)))], 6)
 
     return {"count": len(data), "p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99),
-            "max": round(data[-1], 6)}
+            "max": round(data[-1], 6), "histogram": histogram}
 
 
 def _int(args: dict, key: str, low: int, high: int) -> int:

@@ -14,6 +14,8 @@ PACKET_AUXDATA = 8
 PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
 TP_STATUS_CSUMNOTREADY = 8
 _AUX = struct.Struct("=IIIHHHH")
 
@@ -84,6 +86,11 @@ class RawSocket:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             sock.bind((iface, 0))
+            # unicast replies to emulated MACs reach a real NIC's socket only in promiscuous
+            # mode; a membership is the socket's own and ends when it closes
+            ifindex = socket.if_nametoindex(iface)
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
+                            struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""))
         except OSError:
             sock.close()
             raise

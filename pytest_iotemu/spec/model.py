@@ -253,6 +253,19 @@ class ExpectEntry:
 
 
 @dataclass(frozen=True)
+class Pacing:
+    """How the engine starts DHCP: a closed-loop window of outstanding acquisitions,
+    optionally capped in starts per second and spaced by ``stagger``."""
+
+    window: int = 32
+    rate: float | None = None
+    stagger: float = 0.0
+
+    def hello(self) -> dict[str, Any]:
+        return {"window": self.window, "rate": self.rate, "stagger": self.stagger}
+
+
+@dataclass(frozen=True)
 class Site:
     name: str
     interface: str
@@ -262,6 +275,7 @@ class Site:
     devices: tuple[Device, ...]
     expectations: tuple[ExpectEntry, ...]
     allow_live: bool = False
+    pacing: Pacing = Pacing()
 
     @property
     def is_lab(self) -> bool:

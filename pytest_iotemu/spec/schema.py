@@ -20,17 +20,19 @@ from .errors import ErrorCollector, SpecError
 from .expect_schema import ExpectChecker, SiteRefs
 from .lab_schema import (IDENT, check_lab_basics, check_match, check_pools, check_targets,
                          check_wans, default_pool, LAB_KEYS)
-from .model import (LAB_INTERFACE, THREATS, Device, FleetSpec, Group, LabSpec, Policy,
-                    PolicyRule, Site, Wan)
+from .model import (LAB_INTERFACE, THREATS, Device, FleetSpec, Group, LabSpec, Pacing,
+                    Policy, PolicyRule, Site, Wan)
 from .naming import (UNIQUE_FIELDS, derive_mac, device_name, hostname_problem,
                      pattern_fields, render)
 from .source import Node, load_yaml
-from .units import parse_ipv4, parse_mac, parse_service
+from .units import parse_duration, parse_ipv4, parse_mac, parse_service
 
 TOP_KEYS = ("fleet", "seed", "profiles", "allow_live", "sites", "interface", "lab",
-            "targets", "devices", "expect")
-SITE_KEYS = ("name", "interface", "allow_live", "lab", "targets", "devices", "expect")
-SHORTHAND_KEYS = ("interface", "lab", "targets", "devices", "expect")
+            "targets", "devices", "expect", "pacing")
+SITE_KEYS = ("name", "interface", "allow_live", "lab", "targets", "devices", "expect",
+             "pacing")
+SHORTHAND_KEYS = ("interface", "lab", "targets", "devices", "expect", "pacing")
+PACING_KEYS = ("window", "rate", "stagger")
 GROUP_KEYS = ("profile", "count", "name", "hostname", "enabled", "static_ip", "mac",
               "threats", "dhcp", "protocols", "vendor", "request_ip")
 RULE_KEYS = ("from", "to", "service", "action", "via")
@@ -66,6 +68,7 @@ class _SiteDraft:
     groups: list[_GroupDraft] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     ok: bool = True
+    pacing: Any = None
 
 
 class SpecValidator(Checker):
@@ -187,6 +190,8 @@ class SpecValidator(Checker):
         draft = _SiteDraft(name, node, path, interface, site_live, None, lab_node, {},
                            targets[0] if targets is not BAD else ())
         draft.ok = targets is not BAD
+        draft.pacing = self.pacing(node.get("pacing"), join(path, "pacing"))
+        draft.ok = draft.ok and draft.pacing is not BAD
         self.groups(draft, node.get("devices"), join(path, "devices"))
         if lab_node is not None and lab_node.is_map() and BAD not in basics.values():
             draft.lab = self.lab(draft, lab_node, join(path, "lab"), basics)
@@ -199,6 +204,27 @@ class SpecValidator(Checker):
             self.error(node, join(path, "devices"), "required key 'devices' is missing: list "
                        "the device groups, e.g. devices: [{profile: axis-camera, count: 4}]")
         return draft
+
+    def pacing(self, node: Node | None, path: str) -> Pacing | Any:
+        if node is None:
+            return Pacing()
+        if not self.mapping(node, path, "a pacing mapping", PACING_KEYS):
+            return BAD
+        window = self.integer(node.get("window"), join(path, "window"), 1, 100_000,
+                              default=32, what="a number of outstanding DHCP starts")
+        rate = None
+        if "rate" in node.value:
+            rnode = node.value["rate"]
+            if isinstance(rnode.value, (int, float)) and not isinstance(rnode.value, bool) \
+                    and rnode.value > 0:
+                rate = float(rnode.value)
+            else:
+                rate = self.expected(rnode, join(path, "rate"),
+                                     "DHCP starts per second, a number above zero")
+        stagger = self.parse(node.get("stagger"), join(path, "stagger"), parse_duration, 0.0)
+        if BAD in (window, rate, stagger):
+            return BAD
+        return Pacing(window=window, rate=rate, stagger=stagger)
 
     def lab(self, draft: _SiteDraft, node: Node, path: str, basics: dict) -> LabSpec | Any:
         lan, gateway = basics["lan"], basics["gateway"]
@@ -458,7 +484,7 @@ class SpecValidator(Checker):
         return Site(name=draft.name, interface=draft.interface, lab=lab,
                     targets=tuple(draft.targets), groups=tuple(g.group for g in draft.groups),
                     devices=tuple(devices), expectations=expectations or (),
-                    allow_live=draft.allow_live)
+                    allow_live=draft.allow_live, pacing=draft.pacing or Pacing())
 
     def _classify(self, draft: _SiteDraft, lab: LabSpec) -> list[Device]:
         out = []

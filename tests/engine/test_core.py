@@ -149,9 +149,13 @@ def test_shutdown_releases_everyone() -> None:
 
 
 def test_percentiles() -> None:
-    assert percentiles([]) == {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    empty = percentiles([])
+    assert empty["count"] == 0 and empty["p95"] is None and sum(empty["histogram"]["counts"]) == 0
     got = percentiles([float(i) for i in range(1, 101)])
     assert got["p50"] == 51.0 and got["p95"] == 96.0 and got["max"] == 100.0
+    hist = percentiles([0.005, 0.3, 0.3, 70.0])["histogram"]
+    assert hist["counts"][0] == 1 and hist["counts"][5] == 2 and hist["counts"][-1] == 1
+    assert sum(hist["counts"]) == 4
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,3 +168,23 @@ def test_random_frames_never_break_the_engine(data: bytes, broadcast: bool) -> N
     engine.on_frame(frame, False, 0.1)
     engine.on_timers(0.2)
     assert engine.command("stats", {}, 0.3)["devices"] == 1
+
+
+def test_stagger_spaces_the_starts() -> None:
+    wire = Wire(FakeServer(silent=True))
+    wire.engine.command("hello", {"stagger": 0.1, "window": 1000}, 0)
+    wire.engine.command("add_devices", {"devices": [device_entry(d) for d in fleet()]}, 0)
+    wire.engine.command("start", {}, 0)
+    assert len(wire.engine.outstanding) == 1
+    assert wire.engine.next_deadline() == pytest.approx(0.1)
+    wire.run(1.0, step=0.01)
+    assert 9 <= len(wire.engine.outstanding) <= 11
+
+
+def test_spec_pacing_reaches_the_engine() -> None:
+    from pytest_iotemu.spec.schema import parse_spec
+    site = parse_spec(SPEC + "pacing: {window: 8, rate: 50, stagger: 20ms}\n", "e.yaml",
+                      env={}).sites[0]
+    engine = Engine(iface="test")
+    reply = engine.command("hello", site.pacing.hello(), 0)
+    assert (reply["window"], reply["rate"], reply["stagger"]) == (8, 50.0, 0.02)

@@ -64,7 +64,7 @@ CASES = {
         None,
         [
             "spec.yaml:1:1: devices: required key 'devices' is missing: list the device groups, e.g. devices: [{profile: axis-camera, count: 4}]",
-            "spec.yaml:4:1: devics: unknown key 'devics' (did you mean 'devices'?); a fleet spec mapping (fleet:, devices:, …) takes: fleet, seed, profiles, allow_live, sites, interface, lab, targets, devices, expect",
+            "spec.yaml:4:1: devics: unknown key 'devics' (did you mean 'devices'?); a fleet spec mapping (fleet:, devices:, …) takes: fleet, seed, profiles, allow_live, sites, interface, lab, targets, devices, expect, pacing",
         ],
     ),
     'missing_fleet': (
@@ -507,6 +507,22 @@ CASES = {
         None,
         [
             "spec.yaml:4:42: devices[0].vendor: expected the vendor's name, got a list",
+        ],
+    ),
+    'pacing_rate': (
+        BASE + "pacing: {rate: fast, stagger: 5}\n" + "devices: [{profile: axis-camera}]\n",
+        None,
+        [
+            "spec.yaml:4:16: pacing.rate: expected DHCP starts per second, a number above zero, got 'fast'",
+            "spec.yaml:4:31: pacing.stagger: expected a duration such as 250ms, 5s, 10m or 1h (a bare number has no unit: write 5s?), got '5'",
+        ],
+    ),
+    'pacing_window': (
+        BASE + "pacing: {window: 0, burst: 3}\n" + "devices: [{profile: axis-camera}]\n",
+        None,
+        [
+            "spec.yaml:4:18: pacing.window: expected a number of outstanding DHCP starts 1 to 100000, got '0'",
+            "spec.yaml:4:21: pacing.burst: unknown key 'burst'; a pacing mapping takes: window, rate, stagger",
         ],
     ),
 }
