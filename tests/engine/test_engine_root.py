@@ -204,3 +204,27 @@ def test_malformed_lines_and_random_frames_never_kill_the_engine() -> None:
             # random ARP and IPv4 frames got past the kernel filter into the engine
             assert stats["counters"]["frames_in"] > 500
         assert client.process.returncode == 0
+
+
+@pytest.mark.parametrize("how", ["stdin EOF", "SIGTERM"])
+def test_the_engine_releases_and_stops_on_eof_and_sigterm(how: str) -> None:
+    site = load_spec(ROOT / "scenarios" / "branch.yaml").sites[0]
+    with Lab(site) as lab:
+        ns, port = lab.engine_interfaces()[0]
+        client = EngineClient(port, netns=ns).start()
+        client.add_devices(dhcp_devices(site))
+        client.call("start")
+        client.wait_bound(timeout=30)
+        if how == "stdin EOF":
+            client.process.stdin.close()
+        else:
+            client.process.send_signal(signal.SIGTERM)
+        assert client.process.wait(15) == 0
+        time.sleep(0.2)
+        stopped = client.events[-1]
+        assert stopped["type"] == "engine.stopped"
+        assert stopped["reason"] == ("stdin closed" if how == "stdin EOF" else "SIGTERM")
+        assert stopped["released"] == len(dhcp_devices(site))
+        assert client.events[-2]["type"] == "engine.stats"
+        time.sleep(0.5)
+        assert lab.leases() == []  # the server saw every RELEASE
