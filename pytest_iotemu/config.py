@@ -19,6 +19,11 @@ class IotConfig:
     fleets: tuple[Path, ...] = ()
     interfaces: Mapping[str, str] = field(default_factory=dict)  # site or "*" -> interface
     profile_files: tuple[Path, ...] = ()
+    engines: int = 1
+    metrics: Path | None = None
+    allow_live: bool = False
+    scale: float = 1.0
+    keep_lab: bool = False
 
     @property
     def active(self) -> bool:
@@ -77,4 +82,31 @@ def resolve(options: Mapping[str, Any], ini: Mapping[str, Any], invocation_dir: 
         profiles = _paths(options["iot_profiles"], invocation_dir)
     else:
         profiles = _paths(ini.get("iot_profiles") or (), ini_dir)
-    return IotConfig(fleets=fleets, interfaces=interfaces, profile_files=profiles)
+    engines = _number(options.get("iot_engines"), ini.get("iot_engines"), "--iot-engines",
+                      int, 1)
+    if engines != 1:
+        raise ConfigError(f"--iot-engines: {engines} engines per site is not supported yet "
+                          "(sharding across engines comes later); use 1")
+    scale = _number(options.get("iot_scale"), ini.get("iot_scale"), "--iot-scale", float, 1.0)
+    if not 0 < scale <= 1000:
+        raise ConfigError(f"--iot-scale: expected a factor above 0 (at most 1000), got {scale}")
+    metrics_value = options.get("iot_metrics") or ini.get("iot_metrics") or None
+    metrics = None
+    if metrics_value:
+        base = invocation_dir if options.get("iot_metrics") else ini_dir
+        metrics = _paths([metrics_value], base)[0]
+    return IotConfig(fleets=fleets, interfaces=interfaces, profile_files=profiles,
+                     engines=engines, metrics=metrics,
+                     allow_live=bool(options.get("iot_allow_live") or ini.get("iot_allow_live")),
+                     scale=scale,
+                     keep_lab=bool(options.get("iot_keep_lab") or ini.get("iot_keep_lab")))
+
+
+def _number(option: Any, ini: Any, name: str, kind: type, default: Any) -> Any:
+    value = option if option not in (None, "") else (ini if ini not in (None, "") else None)
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a number, got {value!r}") from None

@@ -1,40 +1,66 @@
-"""pytest entry point: options, ini twins, fixtures.  Inert without ``--iot-fleet``."""
+"""pytest entry point: options, ini twins, items from fleet specs, fixtures, the summary.
+Inert without ``--iot-fleet`` (and without an ``iot_fleet`` marker in use)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .config import ConfigError, IotConfig, resolve
-from .session import IotSession, open_session
+from .fleet import FleetHandle
+from .items import ExpectationItem, RunError, SpecFile
+from .metrics import summary_lines
+from .run import RunUnavailable, SiteRun
+from .session import IotSession, load_specs, open_session
 from .spec.errors import SpecError
 from .spec.model import FleetSpec
 
 SESSION_KEY = pytest.StashKey[IotSession]()
 
+# (option, ini name, ini type, action, help)
 _OPTIONS = (
-    # (option, ini name, ini type, help)
-    ("--iot-fleet", "iot_fleet", "paths",
-     "fleet spec file (YAML); repeatable. Without it the plugin does nothing."),
-    ("--iot-iface", "iot_iface", "linelist",
+    ("--iot-fleet", "iot_fleet", "paths", "append",
+     "fleet spec file (YAML, or the previous emulator's JSON); repeatable. Its expectations "
+     "become test items. Without it the plugin does nothing."),
+    ("--iot-iface", "iot_iface", "linelist", "append",
      "interface for the fleet instead of the spec's `interface:`: IFACE for every site or "
      "SITE=IFACE; repeatable. `lab` is the built-in virtual branch."),
-    ("--iot-profiles", "iot_profiles", "paths",
+    ("--iot-profiles", "iot_profiles", "paths", "append",
      "extra device profile file (adds or overrides profiles); repeatable."),
+    ("--iot-engines", "iot_engines", "string", "store",
+     "engine processes per site (1 for now)."),
+    ("--iot-metrics", "iot_metrics", "string", "store",
+     "write the run's metrics (with time series) to this JSON file."),
+    ("--iot-allow-live", "iot_allow_live", "bool", "store_true",
+     "allow sending on real interfaces and to real targets."),
+    ("--iot-scale", "iot_scale", "string", "store",
+     "multiply every device count by this factor (e.g. 0.1 or 10)."),
+    ("--iot-keep-lab", "iot_keep_lab", "bool", "store_true",
+     "leave the virtual branch up after the session (detached; `iotemu lab down` ends it)."),
 )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("iotemu", "emulated IoT fleets (pytest-iotemu)")
-    for option, ini, ini_type, text in _OPTIONS:
-        group.addoption(option, action="append", dest=ini, metavar="VALUE", default=[],
-                        help=text)
+    for option, ini, ini_type, action, text in _OPTIONS:
+        kwargs: dict[str, Any] = {"action": action, "dest": ini, "help": text}
+        if action == "append":
+            kwargs.update(metavar="VALUE", default=[])
+        elif action == "store":
+            kwargs.update(metavar="VALUE", default=None)
+        group.addoption(option, **kwargs)
         parser.addini(ini, f"{text} (ini twin of {option})", type=ini_type)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = {ini: config.getoption(ini) for _o, ini, _t, _h in _OPTIONS}
-    ini_values = {ini: config.getini(ini) for _o, ini, _t, _h in _OPTIONS}
+    config.addinivalue_line("markers", "iot_fleet(path): run this test against the fleet "
+                            "of a spec file (relative to the test file)")
+    config.addinivalue_line("markers", "iot_expectation(kind): an item made from a fleet "
+                            "spec's expectation")
+    options = {ini: config.getoption(ini) for _o, ini, _t, _a, _h in _OPTIONS}
+    ini_values = {ini: config.getini(ini) for _o, ini, _t, _a, _h in _OPTIONS}
     ini_dir = Path(config.inipath).parent if config.inipath else Path(config.rootpath)
     try:
         iot_config = resolve(options, ini_values, Path(config.invocation_params.dir), ini_dir)
@@ -47,6 +73,30 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_KEY] = open_session(iot_config)
     except SpecError as exc:
         raise pytest.UsageError(exc.render()) from None
+    # With no test paths on the command line, the fleets are the tests; with some, the
+    # fleets' items run beside them.
+    fleets = [str(path) for path in iot_config.fleets]
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = fleets
+    else:
+        config.args.extend(f for f in fleets if f not in config.args)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    session = parent.config.stash.get(SESSION_KEY, None)
+    if session is not None and session.specs and session.spec_for(file_path) is not None:
+        rootpath = Path(parent.config.rootpath)
+        try:
+            nodeid = file_path.resolve().relative_to(rootpath.resolve()).as_posix()
+        except ValueError:  # outside the rootdir: its name
+            nodeid = file_path.name
+        return SpecFile.from_parent(parent, path=file_path, nodeid=nodeid)
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Resource peaks are judged over the run: those items go last."""
+    items.sort(key=lambda item: isinstance(item, ExpectationItem) and item.kind == "resources")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -61,6 +111,46 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.extend(f"iotemu: warning: {w}" for w in spec.warnings)
     return lines
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    iot = session.config.stash.get(SESSION_KEY, None)
+    if iot is None or not iot.runs:
+        return
+    problems = iot.close()
+    for problem in problems:
+        session.config.issue_config_time_warning(
+            pytest.PytestWarning(f"iotemu teardown: {problem}"), stacklevel=2)
+    if iot.config.metrics is not None:
+        data = {"sites": [run.metrics.as_json() for run in iot.runs.values()
+                          if run.metrics is not None]}
+        iot.config.metrics.parent.mkdir(parents=True, exist_ok=True)
+        iot.config.metrics.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    iot = config.stash.get(SESSION_KEY, None)
+    if iot is None or not iot.runs:
+        return
+    terminalreporter.section("iotemu metrics")
+    for run in iot.runs.values():
+        if run.metrics is None:
+            if run.error is not None:
+                terminalreporter.write_line(f"{run.spec.name} / {run.site.name}: did not run "
+                                            f"({run.error})")
+            continue
+        for line in summary_lines(run.metrics):
+            terminalreporter.write_line(line)
+    if iot.config.metrics is not None:
+        terminalreporter.write_line(f"metrics written to {iot.config.metrics}")
+    if iot.config.keep_lab:
+        for run in iot.runs.values():
+            if run.lab is not None:
+                terminalreporter.write_line(f"lab {run.lab.run} kept up: `iotemu lab down "
+                                            f"{run.lab.run}` ends it")
+
+
+# --- fixtures ---------------------------------------------------------------------------
 
 def _session(config: pytest.Config) -> IotSession:
     return config.stash[SESSION_KEY]
@@ -87,3 +177,82 @@ def iot_fleet_spec(iot_fleet_specs: tuple[FleetSpec, ...]) -> FleetSpec:
         pytest.fail(f"{len(iot_fleet_specs)} fleets were given; iot_fleet_spec holds one: "
                     "use the iot_fleet_specs fixture to get them all", pytrace=False)
     return iot_fleet_specs[0]
+
+
+def _marked_spec(request: pytest.FixtureRequest, session: IotSession) -> FleetSpec | None:
+    marker = request.node.get_closest_marker("iot_fleet")
+    if marker is None or not marker.args:
+        return None
+    path = Path(str(marker.args[0]))
+    if not path.is_absolute():
+        path = Path(request.node.path).parent / path
+    spec = session.spec_for(path)
+    if spec is None:
+        try:
+            (spec,) = load_specs(session.config, (path,))
+        except SpecError as exc:
+            pytest.fail(exc.render(), pytrace=False)
+        session.specs = (*session.specs, spec)
+    return spec
+
+
+def _site_run(request: pytest.FixtureRequest) -> SiteRun:
+    session = _session(request.config)
+    spec = _marked_spec(request, session)
+    if spec is None:
+        if not session.specs:
+            pytest.skip("no fleet: run with --iot-fleet=FILE or mark the test with "
+                        "@pytest.mark.iot_fleet('fleet.yaml')")
+        if len(session.specs) > 1:
+            pytest.fail("several fleets were given: mark the test with "
+                        "@pytest.mark.iot_fleet('…') to say which", pytrace=False)
+        spec = session.specs[0]
+    if len(spec.sites) > 1:
+        pytest.fail(f"fleet {spec.name} has several sites; the fixtures serve one-site "
+                    "fleets (the spec's items cover every site)", pytrace=False)
+    run = session.site_run(spec, spec.sites[0])
+    try:
+        return run.start()
+    except RunUnavailable as exc:
+        pytest.skip(str(exc))
+    except Exception as exc:  # noqa: BLE001 - an error of the test, with its cause
+        raise RunError(f"the fleet of {spec.name} could not run: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def iot_fleet(request: pytest.FixtureRequest) -> FleetHandle:
+    """The running fleet (started once per session): groups, devices, latencies, events."""
+    return FleetHandle(_site_run(request))
+
+
+@pytest.fixture
+def iot_lab(request: pytest.FixtureRequest):
+    """The fleet's virtual branch (``Lab``); skipped on a real interface."""
+    run = _site_run(request)
+    if run.lab is None:
+        pytest.skip(f"site {run.site.name} runs on {run.site.interface}, not the lab")
+    return run.lab
+
+
+@pytest.fixture
+def iot_engine(request: pytest.FixtureRequest):
+    """The raw ``EngineClient`` of the fleet."""
+    return _site_run(request).engine
+
+
+class _Metrics:
+    def __init__(self, run: SiteRun):
+        self._run = run
+
+    def add(self, name: str, value: Any) -> None:
+        """Record a metric of your own: in the summary table and the metrics JSON."""
+        assert self._run.metrics is not None
+        self._run.metrics.extra[name] = value
+
+
+@pytest.fixture
+def iot_metrics(request: pytest.FixtureRequest) -> _Metrics:
+    """Add your own metrics to the run's summary and ``--iot-metrics`` JSON."""
+    return _Metrics(_site_run(request))
+

@@ -1,23 +1,49 @@
-"""The plugin's session object: configuration and the loaded fleet specs."""
+"""The plugin's session object: configuration, the loaded fleet specs, running sites."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 from .config import IotConfig
 from .profiles import builtin_profiles
+from .run import RunOptions, SiteRun
 from .spec.errors import SpecError
-from .spec.model import FleetSpec
+from .spec.model import FleetSpec, Site
 from .spec.schema import load_spec
 
 
-@dataclass(frozen=True)
 class IotSession:
-    config: IotConfig
-    specs: tuple[FleetSpec, ...]
+    def __init__(self, config: IotConfig, specs: tuple[FleetSpec, ...]):
+        self.config = config
+        self.specs = specs
+        self.runs: dict[tuple[str, str], SiteRun] = {}
+        self.options = RunOptions(allow_live=config.allow_live, keep_lab=config.keep_lab)
+
+    def spec_for(self, path: Path) -> FleetSpec | None:
+        resolved = path.resolve()
+        for spec in self.specs:
+            if Path(spec.source).resolve() == resolved:
+                return spec
+        return None
+
+    def site_run(self, spec: FleetSpec, site: Site) -> SiteRun:
+        key = (str(Path(spec.source).resolve()), site.name)
+        run = self.runs.get(key)
+        if run is None:
+            run = self.runs[key] = SiteRun(spec, site, self.options)
+        return run
+
+    def close(self) -> list[str]:
+        problems = []
+        for run in self.runs.values():
+            try:
+                run.close()
+            except Exception as exc:  # noqa: BLE001 - close every site, report all
+                problems.append(f"{run.site.name}: {exc}")
+        return problems
 
 
-def open_session(config: IotConfig) -> IotSession:
-    """Load and validate every fleet; raises ``SpecError`` with all problems of all files."""
+def load_specs(config: IotConfig, paths: tuple[Path, ...] | None = None) -> tuple[FleetSpec, ...]:
+    """Load and validate fleets; raises ``SpecError`` with all problems of all files."""
     issues = []
     specs = []
     library = builtin_profiles()
@@ -26,11 +52,16 @@ def open_session(config: IotConfig) -> IotSession:
     except SpecError as exc:
         issues.extend(exc.issues)
     else:
-        for path in config.fleets:
+        for path in paths if paths is not None else config.fleets:
             try:
-                specs.append(load_spec(path, profiles=library, interfaces=config.interfaces))
+                specs.append(load_spec(path, profiles=library, interfaces=config.interfaces,
+                                       scale=config.scale))
             except SpecError as exc:
                 issues.extend(exc.issues)
     if issues:
         raise SpecError(issues)
-    return IotSession(config, tuple(specs))
+    return tuple(specs)
+
+
+def open_session(config: IotConfig) -> IotSession:
+    return IotSession(config, load_specs(config))

@@ -309,6 +309,7 @@ class Engine:
         return self.stats()
 
     def cmd_devices(self, args: dict, now: float) -> dict:
+        self._now = now
         return {"devices": [self.describe(d) for d in self.select(args)]}
 
     def cmd_shutdown(self, args: dict, now: float) -> dict:
@@ -329,12 +330,15 @@ class Engine:
 
     def describe(self, dev: Dev) -> dict:
         summary = dev.core.dhcp.summary()
+        bound = summary["ip"] is not None
         return {"name": dev.name, "group": dev.group, "mac": mac_text(dev.mac),
                 "state": summary["state"], "ip": summary["ip"],
                 "last_seen": summary["last_seen"],
                 "retransmits": dev.core.dhcp.retransmits,
                 "bound_after": (dev.bound_at - dev.started) if dev.bound_at is not None
-                and dev.started is not None else None}
+                and dev.started is not None else None,
+                "started_ago": (self._now - dev.started) if dev.started is not None else None,
+                "lease": dict(dev.core.dhcp.lease) if bound else None}
 
     # --- pacing and timers ----------------------------------------------------------------
     def _drop_waiting(self, dev: Dev) -> None:

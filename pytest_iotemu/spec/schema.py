@@ -73,8 +73,9 @@ class _SiteDraft:
 
 class SpecValidator(Checker):
     def __init__(self, errors: ErrorCollector, profiles: ProfileLibrary, base_dir: Path,
-                 interfaces: Mapping[str, str]):
+                 interfaces: Mapping[str, str], scale: float = 1.0):
         super().__init__(errors)
+        self.scale = scale  # --iot-scale: every count multiplied (explicit MACs excepted)
         self.profiles = profiles
         self.base_dir = base_dir
         self.interfaces = dict(interfaces)
@@ -360,6 +361,8 @@ class SpecValidator(Checker):
                              what="a device count")
         if count is None:
             count = len(macs) if macs not in (BAD, ()) else 1
+        elif count is not BAD and self.scale != 1.0 and macs in ((), BAD):
+            count = max(1, round(count * self.scale))
         if macs not in (BAD, ()) and count is not BAD and len(macs) != count:
             count = self.error(node.value["count"], join(path, "count"),
                                f"count is {count} but `mac:` lists {len(macs)} address"
@@ -558,11 +561,12 @@ class SpecValidator(Checker):
 
 
 def _validate(root: Node | None, errors: ErrorCollector, profiles: ProfileLibrary | None,
-              base_dir: Path | None, interfaces: Mapping[str, str] | None) -> FleetSpec:
+              base_dir: Path | None, interfaces: Mapping[str, str] | None,
+              scale: float = 1.0) -> FleetSpec:
     spec: Any = BAD
     if root is not None:  # validate even after a YAML-level problem: report everything
         spec = SpecValidator(errors, profiles or builtin_profiles(), base_dir or Path("."),
-                             interfaces or {}).fleet(root)
+                             interfaces or {}, scale).fleet(root)
     if errors or spec is BAD:
         raise SpecError(errors.issues)
     return spec
@@ -570,33 +574,34 @@ def _validate(root: Node | None, errors: ErrorCollector, profiles: ProfileLibrar
 
 def parse_spec(text: str, file: str = "<spec>", *, profiles: ProfileLibrary | None = None,
                env: Mapping[str, str] | None = None, base_dir: Path | None = None,
-               interfaces: Mapping[str, str] | None = None) -> FleetSpec:
+               interfaces: Mapping[str, str] | None = None, scale: float = 1.0) -> FleetSpec:
     """Validate spec ``text``; raises ``SpecError`` with every problem found."""
     errors = ErrorCollector(file)
     root = load_yaml(text, errors, env)
-    return _validate(root, errors, profiles, base_dir, interfaces)
+    return _validate(root, errors, profiles, base_dir, interfaces, scale)
 
 
 def parse_legacy(text: str, file: str = "<devices.json>", *,
                  profiles: ProfileLibrary | None = None,
-                 interfaces: Mapping[str, str] | None = None) -> FleetSpec:
+                 interfaces: Mapping[str, str] | None = None, scale: float = 1.0) -> FleetSpec:
     """Validate the previous emulator's JSON device file as a fleet spec."""
     from ..importer import read_legacy
     root, errors, result = read_legacy(text, file, profiles or builtin_profiles())
-    spec = _validate(root, errors, profiles, None, interfaces)
+    spec = _validate(root, errors, profiles, None, interfaces, scale)
     return replace(spec, warnings=tuple(result.warnings if result else ()))
 
 
 def load_spec(path: str | os.PathLike[str], *, profiles: ProfileLibrary | None = None,
               env: Mapping[str, str] | None = None,
-              interfaces: Mapping[str, str] | None = None) -> FleetSpec:
+              interfaces: Mapping[str, str] | None = None, scale: float = 1.0) -> FleetSpec:
     """Read and validate a fleet spec file (YAML, or the previous emulator's JSON)."""
     path = Path(path)
     text = read_text(path)
     if path.suffix.lower() == ".json":
-        return parse_legacy(text, str(path), profiles=profiles, interfaces=interfaces)
+        return parse_legacy(text, str(path), profiles=profiles, interfaces=interfaces,
+                            scale=scale)
     return parse_spec(text, str(path), profiles=profiles, env=env, base_dir=path.parent,
-                      interfaces=interfaces)
+                      interfaces=interfaces, scale=scale)
 
 
 def read_text(path: Path) -> str:

@@ -34,7 +34,7 @@ def test_inert_without_a_fleet(pytester: pytest.Pytester) -> None:
 def test_fleet_option_loads_the_spec(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", branch=BRANCH)
     pytester.makepyfile(SHOW_SPEC)
-    result = pytester.runpytest("--iot-fleet=branch.yaml", "-s")
+    result = pytester.runpytest("--iot-fleet=branch.yaml", "-s", ".", "-k", "test_")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*FLEET branch-paris-01 lab 36"])
 
@@ -70,7 +70,7 @@ def test_ini_twins_resolve_relative_to_the_ini_file(pytester: pytest.Pytester) -
         iot_iface = branch-paris-01=ens9
     """)
     pytester.makepyfile(SHOW_SPEC)
-    result = pytester.runpytest("-s")
+    result = pytester.runpytest("-s", ".", "-k", "test_")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*FLEET branch-paris-01 ens9 36"])
 
@@ -83,7 +83,7 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
         iot_iface = ens9
     """)
     pytester.makepyfile(SHOW_SPEC)
-    result = pytester.runpytest("-s", "--iot-iface=ens4")
+    result = pytester.runpytest("-s", "--iot-iface=ens4", ".", "-k", "test_")
     result.stdout.fnmatch_lines(["*FLEET branch-paris-01 ens4 36"])
 
 
@@ -118,7 +118,8 @@ def test_extra_profiles_option(pytester: pytest.Pytester) -> None:
             names = [d.hostname for d in iot_fleet_spec.devices]
             assert names == ["sensor-1", "sensor-2"]
     """)
-    result = pytester.runpytest("--iot-fleet=fleet.yaml", "--iot-profiles=mine.yaml")
+    result = pytester.runpytest("--iot-fleet=fleet.yaml", "--iot-profiles=mine.yaml", ".",
+                                "-k", "test_")
     result.assert_outcomes(passed=1)
     result = pytester.runpytest("--iot-fleet=fleet.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -135,7 +136,7 @@ def test_several_fleets(pytester: pytest.Pytester) -> None:
         def test_one(iot_fleet_spec):
             pass
     """)
-    result = pytester.runpytest("--iot-fleet=a.yaml", "--iot-fleet=b.yaml")
+    result = pytester.runpytest("--iot-fleet=a.yaml", "--iot-fleet=b.yaml", ".", "-k", "test_")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*2 fleets were given; iot_fleet_spec holds one*"])
 
@@ -144,14 +145,61 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*emulated IoT fleets (pytest-iotemu)*", "*--iot-fleet=VALUE*",
                                  "*--iot-iface=VALUE*", "*--iot-profiles=VALUE*",
-                                 "*iot_fleet (paths)*"])
+                                 "*--iot-engines=VALUE*", "*--iot-metrics=VALUE*",
+                                 "*--iot-allow-live*", "*--iot-scale=VALUE*",
+                                 "*--iot-keep-lab*", "*iot_fleet (paths)*"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--iot-engines=3"], "--iot-engines: 3 engines per site is not supported yet*"),
+    (["--iot-engines=many"], "--iot-engines: expected a number, got 'many'"),
+    (["--iot-scale=0"], "--iot-scale: expected a factor above 0 (at most 1000), got 0.0"),
+])
+def test_bad_numeric_options(pytester: pytest.Pytester, args: list, message: str) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    result = pytester.runpytest("--iot-fleet=branch.yaml", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_fleet_items_are_collected_with_their_ids(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    result = pytester.runpytest("--iot-fleet=branch.yaml", "--collect-only", "-q")
+    result.stdout.fnmatch_lines([
+        "branch.yaml::branch-paris-01::dhcp?all?",
+        "branch.yaml::branch-paris-01::dhcp?axis-camera?",
+        "branch.yaml::branch-paris-01::policy?axis-camera->corp-files:445/tcp=block?",
+        "branch.yaml::branch-paris-01::policy?axis-camera->camera-cloud:443/tcp=allow?",
+        "branch.yaml::branch-paris-01::path?cisco-ip-phone->sip-core:5060/udp@mpls,"
+        "failover:mpls<=3s?",
+        "branch.yaml::branch-paris-01::throughput?axis-camera->camera-cloud:554/udp@2mbps?",
+        "branch.yaml::branch-paris-01::resources",
+        "7 tests collected*",
+    ])
+
+
+def test_scale_multiplies_counts(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    pytester.makepyfile(SHOW_SPEC)
+    result = pytester.runpytest("--iot-fleet=branch.yaml", "--iot-scale=2", "-s", ".", "-k",
+                                "test_")
+    result.stdout.fnmatch_lines(["*FLEET branch-paris-01 lab 72"])
+
+
+def test_items_on_a_real_interface_without_allow_live_are_skipped(
+        pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    result = pytester.runpytest("--iot-fleet=branch.yaml", "--iot-iface=ens9", "-rs")
+    result.assert_outcomes(skipped=7)
+    result.stdout.fnmatch_lines(["*runs on the real interface ens9: sending there needs "
+                                 "--iot-allow-live*"])
 
 
 def test_previous_emulators_file_loads_directly(pytester: pytest.Pytester) -> None:
     data = (ROOT / "tests" / "data" / "legacy-devices.json").read_text()
     pytester.makefile(".json", devices=data)
     pytester.makepyfile(SHOW_SPEC)
-    result = pytester.runpytest("--iot-fleet=devices.json", "-s")
+    result = pytester.runpytest("--iot-fleet=devices.json", "-s", ".", "-k", "test_")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "iotemu: fleet devices from devices.json: 5 devices; devices on lab",

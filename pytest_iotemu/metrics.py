@@ -1,0 +1,187 @@
+"""Metrics of a run: engine stats and events, psutil samples of the engine and the lab's
+daemons (taken by a thread of their own, never on the engine's loop), the end-of-session
+table and the ``--iot-metrics`` JSON."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+
+@dataclass
+class Series:
+    """Samples of one process: time, CPU % of one core, RSS bytes, fds, threads."""
+
+    name: str
+    pid: int
+    samples: list[tuple[float, float, int, int, int]] = field(default_factory=list)
+
+    def peak(self, index: int) -> float | None:
+        values = [s[index] for s in self.samples]
+        return max(values) if values else None
+
+
+class Sampler:
+    """Samples processes every ``interval`` seconds on its own thread. One
+    ``psutil.Process`` per pid is kept across samples (the CPU baseline lives on it)."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
+        self.series: dict[str, Series] = {}
+        self._procs: dict[str, psutil.Process] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, name: str, pid: int | None) -> None:
+        if pid is None:
+            return
+        try:
+            proc = psutil.Process(pid)
+            proc.cpu_percent(None)  # the first call only sets the baseline
+        except psutil.Error:
+            return
+        with self._lock:
+            self._procs[name] = proc
+            self.series[name] = Series(name, pid)
+
+    def start(self) -> "Sampler":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="iotemu-sampler")
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            items = list(self._procs.items())
+        for name, proc in items:
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_percent(None)
+                    rss = proc.memory_info().rss
+                    fds = proc.num_fds()
+                    threads = proc.num_threads()
+            except psutil.Error:
+                continue
+            self.series[name].samples.append((now, cpu, rss, fds, threads))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.interval * 4)
+
+    def peaks(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for prefix, name in (("engine", "engine"), ("server", "dhcp")):
+            series = self.series.get(name)
+            out[f"{prefix}_cpu"] = series.peak(1) if series else None
+            out[f"{prefix}_rss"] = series.peak(2) if series else None
+        return out
+
+
+@dataclass
+class SiteMetrics:
+    fleet: str
+    site: str
+    started: float = field(default_factory=time.monotonic)
+    stats: list[dict[str, Any]] = field(default_factory=list)  # engine.stats events
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # iot_metrics.add(...)
+    sampler: Sampler | None = None
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "engine.stats":
+            self.stats.append(event)
+
+    def rates(self) -> dict[str, float | None]:
+        if len(self.stats) < 2:
+            return {"tx_pps": None, "rx_pps": None}
+        first, last = self.stats[0], self.stats[-1]
+        span = last["mono"] - first["mono"]
+        if span <= 0:
+            return {"tx_pps": None, "rx_pps": None}
+        return {"tx_pps": (last["socket"]["tx"] - first["socket"]["tx"]) / span,
+                "rx_pps": (last["socket"]["rx"] - first["socket"]["rx"]) / span}
+
+    def as_json(self) -> dict[str, Any]:
+        processes = {}
+        if self.sampler is not None:
+            for name, series in self.sampler.series.items():
+                processes[name] = {"pid": series.pid, "columns": ["mono", "cpu_percent", "rss",
+                                                                  "fds", "threads"],
+                                   "samples": series.samples}
+        return {
+            "fleet": self.fleet, "site": self.site, "groups": self.groups,
+            "peaks": self.sampler.peaks() if self.sampler else {},
+            "rates": self.rates(), "extra": self.extra,
+            "stats": [{k: v for k, v in s.items() if k not in ("groups",)} for s in self.stats],
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    data = sorted(values)
+    if not data:
+        return None
+    return data[min(len(data) - 1, int(q * len(data)))]
+
+
+def group_rows(devices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per group: devices, bound, DORA p50/p95/p99, retransmits, from ``devices`` output."""
+    groups: dict[str, dict[str, Any]] = {}
+    for entry in devices:
+        g = groups.setdefault(entry["group"], {"devices": 0, "bound": 0, "retransmits": 0,
+                                               "_lat": []})
+        g["devices"] += 1
+        g["bound"] += entry["ip"] is not None
+        g["retransmits"] += entry.get("retransmits") or 0
+        if entry.get("bound_after") is not None:
+            g["_lat"].append(entry["bound_after"])
+    for g in groups.values():
+        lat = g.pop("_lat")
+        g.update({"dora_p50": percentile(lat, 0.5), "dora_p95": percentile(lat, 0.95),
+                  "dora_p99": percentile(lat, 0.99)})
+    return groups
+
+
+def table(rows: list[list[str]], headers: list[str]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return out
+
+
+def summary_lines(site: SiteMetrics) -> list[str]:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:.0f}ms"
+
+    def mb(v: float | None) -> str:
+        return "-" if v is None else f"{v / 1e6:.0f}MB"
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}%"
+
+    peaks = site.sampler.peaks() if site.sampler else {}
+    rates = site.rates()
+    rows = [[name, str(g["devices"]), str(g["bound"]), ms(g["dora_p50"]), ms(g["dora_p95"]),
+             ms(g["dora_p99"]), str(g["retransmits"])] for name, g in sorted(site.groups.items())]
+    lines = [f"{site.fleet} / {site.site}:"]
+    lines += ["  " + line for line in table(rows, ["GROUP", "DEVICES", "BOUND", "DORA p50",
+                                                    "p95", "p99", "RETRANSMITS"])]
+    pps = "-" if rates["tx_pps"] is None else f"tx {rates['tx_pps']:.0f} pps, rx " \
+                                              f"{rates['rx_pps']:.0f} pps"
+    lines.append(f"  engine: CPU peak {pct(peaks.get('engine_cpu'))}, RSS peak "
+                 f"{mb(peaks.get('engine_rss'))}; DHCP server: CPU peak "
+                 f"{pct(peaks.get('server_cpu'))}, RSS peak {mb(peaks.get('server_rss'))}; "
+                 f"socket {pps}")
+    for key, value in sorted(site.extra.items()):
+        lines.append(f"  {key}: {value}")
+    return lines

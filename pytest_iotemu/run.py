@@ -1,0 +1,124 @@
+"""A site's running fleet: its lab (or real interface), its engine, its metrics.
+
+Started once per session on first use and shared by every item and fixture of the site;
+a start that fails is remembered, and every later use reports the same cause.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import EngineClient
+from .lab import Lab
+from .metrics import Sampler, SiteMetrics, group_rows
+from .spec.model import FleetSpec, Site
+
+
+class RunUnavailable(Exception):
+    """The fleet cannot run here (e.g. not root): items are skipped with this reason."""
+
+
+@dataclass
+class RunOptions:
+    allow_live: bool = False
+    keep_lab: bool = False
+    sample_interval: float = 0.5
+
+
+@dataclass
+class SiteRun:
+    spec: FleetSpec
+    site: Site
+    options: RunOptions
+    lab: Lab | None = None
+    engine: EngineClient | None = None
+    metrics: SiteMetrics | None = None
+    error: BaseException | None = None
+    started_at: float = 0.0
+    _closed: bool = False
+    devices: list = field(default_factory=list)
+
+    def start(self) -> "SiteRun":
+        if self.error is not None:
+            raise self.error
+        if self.engine is not None:
+            return self
+        try:
+            self._start()
+        except BaseException as exc:
+            self.error = exc
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        site = self.site
+        if site.is_lab and os.geteuid() != 0:
+            raise RunUnavailable("the virtual branch needs root (network namespaces); run "
+                                 "pytest as root, or give a real interface with --iot-iface")
+        self.metrics = SiteMetrics(self.spec.name, site.name)
+        sampler = Sampler(self.options.sample_interval)
+        self.metrics.sampler = sampler
+        if site.is_lab:
+            self.lab = Lab(site, detached=self.options.keep_lab,
+                           spec_path=self.spec.source).build()
+            netns, iface = self.lab.engine_interfaces()[0]
+            allow_live = False
+            sampler.watch("dhcp", self.lab.daemons["dhcp"].pid)
+        else:
+            allow_live = self.options.allow_live or site.allow_live
+            if not allow_live:
+                raise RunUnavailable(f"site {site.name} runs on the real interface "
+                                     f"{site.interface}: sending there needs --iot-allow-live "
+                                     "(or allow_live: true in the spec)")
+            netns, iface = None, site.interface
+        self.engine = EngineClient(iface, netns=netns, allow_live=allow_live, seed=self.spec.seed)
+        self.engine.subscribe(self.metrics.on_event)
+        self.engine.start(**site.pacing.hello())
+        sampler.watch("engine", self.engine.process.pid if self.engine.process else None)
+        sampler.start()
+        self.devices = [d for d in site.devices if d.enabled and d.static_ip is None]
+        if self.devices:
+            self.engine.add_devices(self.devices)
+            self.engine.call("start")
+        self.started_at = time.monotonic()
+
+    def observed(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        assert self.engine is not None
+        args: dict[str, Any] = {"devices": names} if names is not None else {}
+        listed = self.engine.call("devices", **args)["devices"] if self.devices else []
+        return {entry["name"]: entry for entry in listed}
+
+    def wait_settled(self, names: list[str], within: float, limit: float = 120.0) -> dict:
+        """Wait until each named device is bound or has had ``within`` since its first
+        DISCOVER (so it can no longer count); returns the engine's view of them."""
+        deadline = time.monotonic() + within + limit
+        while True:
+            observed = self.observed(names)
+            pending = [n for n in names
+                       if observed.get(n, {}).get("ip") is None
+                       and (observed.get(n, {}).get("started_ago") is None
+                            or observed[n]["started_ago"] <= within)]
+            if not pending or time.monotonic() > deadline:
+                return observed
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.metrics is not None and self.engine is not None and self.engine.process \
+                and self.engine.process.poll() is None:
+            try:
+                self.metrics.groups = group_rows(self.engine.call("devices")["devices"])
+            except Exception:  # noqa: BLE001 - metrics must not mask the real outcome
+                pass
+        if self.metrics is not None and self.metrics.sampler is not None:
+            self.metrics.sampler.sample()
+            self.metrics.sampler.stop()
+        if self.engine is not None:
+            self.engine.close()
+        if self.lab is not None and not self.options.keep_lab:
+            self.lab.teardown()
