@@ -18,9 +18,11 @@ venv: $(BIN)/.installed
 deps:
 	./scripts/install-deps.sh
 
+# The main job: the virtual branch up, the fleet bound, the expectations checked.
 demo: deps venv
 	$(BIN)/iotemu validate $(SPEC)
-	$(BIN)/iotemu show $(SPEC)
+	$(BIN)/python -m pytest -p no:cacheprovider --iot-fleet=$(SPEC) -v -rs \
+		--iot-metrics=reports/metrics.json
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider

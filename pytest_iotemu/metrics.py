@@ -122,7 +122,7 @@ class SiteMetrics:
         return {
             "fleet": self.fleet, "site": self.site, "groups": self.groups,
             "peaks": self.sampler.peaks() if self.sampler else {},
-            "rates": self.rates(), "extra": self.extra,
+            "rates": self.rates(), "extra": self.extra, "processes": processes,
             "stats": [{k: v for k, v in s.items() if k not in ("groups",)} for s in self.stats],
         }
 

@@ -1,0 +1,121 @@
+"""`pytest --iot-fleet=…` for real: the lab, the engine, the items and their failures.
+Root only (CI runs as root); run in subprocesses, as users run them."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BRANCH = (ROOT / "scenarios" / "branch.yaml").read_text()
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces); "
+                                 "run the suite as root, as CI does")]
+
+SABOTAGED = """
+fleet: sabotaged
+seed: 3
+lab:
+  lan: 10.44.0.0/24
+  pools:
+    cameras: {range: 10.44.0.10-10.44.0.50, match: {class: camera}}
+    default: {range: 10.44.0.100-10.44.0.200}
+devices:
+  - {profile: axis-camera, count: 4}
+  - {profile: hp-printer, count: 2}
+expect:
+  - dhcp: {group: hp-printer, pool: cameras}
+  - dhcp: {group: axis-camera, within: 1ms}
+  - dhcp: {group: axis-camera, pool: cameras, within: 5s}
+  - resources: {engine_rss: 1MB}
+  - resources: {engine_rss: 500MB, server_rss: 500MB}
+"""
+
+
+def test_the_contract_branch_end_to_end(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    metrics = tmp_path / "metrics.json"
+    result = pytester.runpytest_subprocess("--iot-fleet=branch.yaml", "-v", "-rs",
+                                           f"--iot-metrics={metrics}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, skipped=4)
+    result.stdout.fnmatch_lines([
+        "*branch.yaml::branch-paris-01::dhcp?all? PASSED*",
+        "*branch.yaml::branch-paris-01::dhcp?axis-camera? PASSED*",
+        "*branch.yaml::branch-paris-01::resources PASSED*",
+        "*iotemu metrics*",
+        "*GROUP*DEVICES*BOUND*DORA p50*",
+        "*axis-camera*12*12*",
+        "*engine: CPU peak*RSS peak*",
+        "*not yet supported*",
+    ])
+    data = json.loads(metrics.read_text())
+    (site,) = data["sites"]
+    assert site["site"] == "branch-paris-01" and site["groups"]["axis-camera"]["bound"] == 12
+    assert site["peaks"]["engine_rss"] > 0 and site["stats"]
+    engine = site["processes"]["engine"]
+    assert engine["columns"][0] == "mono" and engine["samples"]
+    assert site["processes"]["dhcp"]["samples"]
+
+
+def test_sabotaged_expectations_fail_with_precise_messages(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", sab=SABOTAGED)
+    result = pytester.runpytest_subprocess("--iot-fleet=sab.yaml", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines([
+        "*sabotaged::dhcp?hp-printer?*",
+        "0/2 of hp-printer bound within 10s in pool cameras (expected at least 2, bound: 100%)",
+        "got 10.44.0.*, outside pool cameras (10.44.0.10-10.44.0.50): hp-printer-1 *",
+        "*sabotaged::dhcp?axis-camera?*",
+        "0/4 of axis-camera bound within 1ms (expected at least 4, bound: 100%)",
+        "bound after *s, later than 1ms: axis-camera-1 *",
+        "*sabotaged::resources*",
+        "engine_rss peaked at *MB (above 1.0MB)",
+    ])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_fixtures_and_the_python_api(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    pytester.makepyfile("""
+        import pytest
+        from pytest_iotemu.checks import ExpectationFailed
+
+        pytestmark = pytest.mark.iot_fleet("branch.yaml")
+
+        def test_api(iot_fleet, iot_lab, iot_engine, iot_metrics):
+            iot_fleet.wait_bound("axis-camera", timeout=30)
+            assert iot_fleet.group("axis-camera").bound_fraction == 1.0
+            assert 0 < iot_fleet.dhcp_latency(p=95, group="cisco-ip-phone") < 5
+            lease = iot_fleet.device("axis-camera-03").lease
+            assert lease["router"] == ["10.20.0.1"] and lease["ip"].startswith("10.20.1.")
+            assert iot_fleet.events(type="device.dhcp.bound")
+            assert {l.mac for l in iot_lab.leases()} >= {"ac:cc:8e:db:9b:09"}
+            assert iot_engine.call("stats")["devices"] == 36
+            iot_fleet.assert_dhcp("axis-camera", pool="cameras", within="5s")
+            with pytest.raises(ExpectationFailed, match="0/3 of hp-printer bound within 5s "
+                                                        "in pool cameras"):
+                iot_fleet.assert_dhcp("hp-printer", pool="cameras", within="5s")
+            iot_metrics.add("custom-check", "ok")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*custom-check: ok*"])
+
+
+def test_keep_lab_leaves_it_up_until_lab_down(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    result = pytester.runpytest_subprocess("--iot-fleet=branch.yaml", "--iot-keep-lab",
+                                           "-k", "dhcp", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, deselected=5)
+    line = next(l for l in result.stdout.lines if "kept up" in l)
+    run = line.split("lab ")[1].split()[0]
+    import subprocess
+    import sys
+    assert os.path.exists(f"/run/netns/iotemu-{run}-gw")
+    down = subprocess.run([sys.executable, "-m", "pytest_iotemu.cli", "lab", "down", run],
+                          capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    assert not os.path.exists(f"/run/netns/iotemu-{run}-gw")
