@@ -104,3 +104,80 @@ class FleetHandle:
         verdict = judge_dhcp(expect, devices, observed, self.site.lab)
         if not verdict.passed:
             raise ExpectationFailed(verdict.message())
+
+
+class FleetFactory:
+    """Ad-hoc fleets inside a test, on the session's running lab and engine
+    (``iot_fleet_factory``): from a dict or a YAML file holding ``devices:``, or a profile
+    and a count. Their MACs never clash with the devices already running; their names must
+    not either (give groups a ``name:`` when they would)."""
+
+    def __init__(self, run: SiteRun):
+        self.run = run
+        self.made: list[list[str]] = []
+
+    def __call__(self, source: Any = None, *, profile: str | None = None, count: int = 1,
+                 name: str | None = None) -> FleetHandle:
+        import dataclasses
+        from pathlib import Path
+
+        import yaml
+
+        from .spec.errors import SpecError
+        from .spec.naming import derive_mac
+        from .spec.schema import parse_spec
+
+        k = len(self.made) + 1
+        if profile is not None:
+            groups = [{"profile": profile, "count": count, "name": name or f"adhoc{k}-{profile}"}]
+        elif isinstance(source, dict):
+            groups = source.get("devices")
+        elif source is not None:
+            groups = (yaml.safe_load(Path(source).read_text()) or {}).get("devices")
+        else:
+            raise TypeError("give a dict or a YAML file with devices:, or profile= and count=")
+        site = self.run.site
+        data: dict[str, Any] = {"fleet": f"adhoc{k}", "seed": 7919 * k,
+                                "interface": site.interface, "devices": groups}
+        if site.lab is not None:
+            data["lab"] = {"lan": str(site.lab.lan), "gateway": str(site.lab.gateway)}
+        try:
+            spec = parse_spec(yaml.safe_dump(data, sort_keys=False), f"adhoc{k}", env={},
+                              profiles=None)
+        except SpecError as exc:
+            raise ValueError(exc.render()) from None
+        assert self.run.engine is not None
+        running = self.run.observed()
+        taken = {entry["mac"] for entry in running.values()}
+        devices = []
+        for device in spec.sites[0].devices:
+            if device.name in running:
+                raise ValueError(f"a device named {device.name} already runs; give the "
+                                 "ad-hoc group another name:")
+            if device.mac in taken:
+                device = dataclasses.replace(device, mac=derive_mac(
+                    7919 * k, f"adhoc{k}", device.group, device.index, [], taken))
+            taken.add(device.mac)
+            devices.append(device)
+        if self.run.lab is not None:
+            placed = self.run.lab.admit(devices)
+            devices = [dataclasses.replace(d, pool=placed[d.mac]) for d in devices]
+        names = [d.name for d in devices]
+        self.run.engine.add_devices(devices)
+        self.run.engine.call("start", devices=names)
+        self.made.append(names)
+        adhoc_site = dataclasses.replace(site, devices=tuple(devices),
+                                         groups=spec.sites[0].groups)
+        view = SiteRun(self.run.spec, adhoc_site, self.run.options, lab=self.run.lab,
+                       engine=self.run.engine, metrics=self.run.metrics)
+        view.devices = devices
+        return FleetHandle(view)
+
+    def close(self) -> None:
+        for names in self.made:
+            try:
+                assert self.run.engine is not None
+                self.run.engine.call("remove", devices=names)
+            except Exception:  # noqa: BLE001 - the session's fleet goes on regardless
+                pass
+        self.made.clear()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .config import ConfigError, IotConfig, resolve
-from .fleet import FleetHandle
+from .fleet import FleetFactory, FleetHandle
 from .items import ExpectationItem, RunError, SpecFile
 from .metrics import summary_lines
 from .run import RunUnavailable, SiteRun
@@ -239,6 +239,16 @@ def iot_lab(request: pytest.FixtureRequest):
 def iot_engine(request: pytest.FixtureRequest):
     """The raw ``EngineClient`` of the fleet."""
     return _site_run(request).engine
+
+
+@pytest.fixture
+def iot_fleet_factory(request: pytest.FixtureRequest):
+    """Start ad-hoc fleets inside a test, on the running lab and engine:
+    ``iot_fleet_factory(profile="axis-camera", count=3)``, a dict or a YAML file with
+    ``devices:``. They are removed (leases released) after the test."""
+    factory = FleetFactory(_site_run(request))
+    yield factory
+    factory.close()
 
 
 class _Metrics:

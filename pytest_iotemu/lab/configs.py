@@ -16,7 +16,7 @@ from .plan import LabPlan
 def dnsmasq_dhcp_args(plan: LabPlan, run_dir: Path) -> list[str]:
     """dnsmasq as the DHCP server only (DNS is a separate instance): no ping before
     offering (``--no-ping``), no system config (``-C /dev/null``), per-run files."""
-    hosts = run_dir / "dnsmasq-hosts"
+    hosts = run_dir / "dnsmasq-hosts"  # a directory: dnsmasq watches it (inotify)
     args = [
         "dnsmasq", "--keep-in-foreground", "-C", "/dev/null", "--no-resolv", "--no-hosts",
         "--port=0", "--no-ping", "--dhcp-authoritative", "--interface=lan0",
@@ -24,7 +24,7 @@ def dnsmasq_dhcp_args(plan: LabPlan, run_dir: Path) -> list[str]:
         f"--dhcp-leasefile={run_dir / 'dnsmasq.leases'}",
         f"--pid-file={run_dir / 'dnsmasq.pid'}",
         f"--log-facility={run_dir / 'dnsmasq.log'}",
-        f"--dhcp-hostsfile={hosts}",
+        f"--dhcp-hostsdir={hosts}",
         f"--dhcp-option=option:router,{plan.gateway}",
         f"--dhcp-option=option:dns-server,{plan.gateway}",
         f"--dhcp-option=option:ntp-server,{plan.gateway}",
@@ -39,9 +39,13 @@ def dnsmasq_dhcp_args(plan: LabPlan, run_dir: Path) -> list[str]:
     return args
 
 
-def dnsmasq_hosts(plan: LabPlan) -> str:
-    """The hosts file: each fleet MAC tagged with its pool; static devices reserved."""
-    lines = [f"{mac},set:{pool.tag}" for pool in plan.pools for mac in pool.macs]
+def dnsmasq_hosts(plan: LabPlan, only: set[str] | None = None) -> str:
+    """A hosts file: each fleet MAC tagged with its pool (``only``: just these MACs);
+    static devices reserved."""
+    lines = [f"{mac},set:{pool.tag}" for pool in plan.pools for mac in pool.macs
+             if only is None or mac in only]
+    if only is not None:
+        return "\n".join(lines) + "\n"
     for res in plan.reservations:
         name = f",{res.hostname}" if res.hostname else ""
         lines.append(f"{res.mac},{res.address}{name},infinite")

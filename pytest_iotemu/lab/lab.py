@@ -85,6 +85,7 @@ class Lab:
         self._state: LabState | None = None
         self._old_sigterm = None
         self.built = False
+        self._admitted = 0
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> "Lab":
@@ -252,12 +253,14 @@ class Lab:
         gw, cloud = plan.ns("gw"), plan.ns("cloud")
         d = self.dir
         if plan.dhcp_server == "dnsmasq":
-            (d / "dnsmasq-hosts").write_text(configs.dnsmasq_hosts(plan))
+            (d / "dnsmasq-hosts").mkdir(mode=0o755)
+            (d / "dnsmasq-hosts" / "fleet").write_text(configs.dnsmasq_hosts(plan))
             (d / "dnsmasq.args").write_text("\n".join(configs.dnsmasq_dhcp_args(plan, d)) + "\n")
             # ready once it has read the per-MAC pool tags (it logs "read <file>")
             self._start(Daemon("dhcp", gw, configs.dnsmasq_dhcp_args(plan, d),
                                d / "dhcp.out",
-                               file_contains(d / "dnsmasq.log", f"read {d / 'dnsmasq-hosts'}"),
+                               file_contains(d / "dnsmasq.log",
+                                             f"read {d / 'dnsmasq-hosts' / 'fleet'}"),
                                extra_logs=(d / "dnsmasq.log",)))
         else:
             (d / "kea-dhcp4.json").write_text(configs.kea_config_text(plan, d))
@@ -288,6 +291,50 @@ class Lab:
 
     def popen(self, role: str, argv: list[str], **kwargs) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.namespace(role), *argv], **kwargs)
+
+    def admit(self, devices: list, timeout: float = 10.0) -> dict[str, str]:
+        """Make more devices known to the DHCP server: each is classified into the site's
+        pools with the one classification function, the server's per-MAC tags are
+        rewritten and the server reloads them (dnsmasq: SIGHUP re-reads its hosts file;
+        Kea: SIGHUP reloads its configuration). Returns MAC -> pool."""
+        from dataclasses import replace as _replace
+        from ..spec.classify import classify
+        assert self.plan is not None and self.site.lab is not None
+        placed: dict[str, str] = {}
+        extra: dict[str, list[str]] = {}
+        for device in devices:
+            pool = classify(device, self.site.lab.pools)
+            if pool is None:
+                raise LabError(f"{device.name} matches no pool of site {self.site.name}")
+            placed[device.mac] = pool
+            extra.setdefault(pool, []).append(device.mac)
+        self.plan = _replace(self.plan, pools=tuple(
+            _replace(p, macs=p.macs + tuple(m for m in extra.get(p.name, ()) if m not in p.macs))
+            for p in self.plan.pools))
+        d = self.dir
+        daemon = self.daemons["dhcp"]
+        assert daemon.process is not None
+        if self.plan.dhcp_server == "dnsmasq":
+            # a new file in the watched directory: dnsmasq reads it by itself (a SIGHUP
+            # would also make it reopen its log, which it cannot once it runs as nobody)
+            self._admitted += 1
+            name = f"admitted-{self._admitted}"
+            log, marker = d / "dnsmasq.log", f"read {d / 'dnsmasq-hosts' / name}"
+            before = log.read_text(errors="replace").count(marker)
+            tmp = d / f".{name}.tmp"
+            tmp.write_text(configs.dnsmasq_hosts(self.plan, set(placed)))
+            tmp.replace(d / "dnsmasq-hosts" / name)
+        else:
+            log, marker = d / "kea.log", "DHCP4_CONFIG_COMPLETE"
+            (d / "kea-dhcp4.json").write_text(configs.kea_config_text(self.plan, d))
+            before = log.read_text(errors="replace").count(marker)
+            daemon.process.send_signal(signal.SIGHUP)  # Kea reloads its configuration
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.read_text(errors="replace").count(marker) > before:
+                return placed
+            time.sleep(0.02)
+        raise LabError(f"the DHCP server did not reload in {timeout:g}s:\n{daemon.error_text()}")
 
     def add_host(self, name: str, mac: str | None = None) -> str:
         """A test host: a namespace of its own with an interface ``eth0`` on the LAN

@@ -119,3 +119,38 @@ def test_keep_lab_leaves_it_up_until_lab_down(pytester: pytest.Pytester) -> None
                           capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     assert not os.path.exists(f"/run/netns/iotemu-{run}-gw")
+
+
+@pytest.mark.parametrize("server", ["dnsmasq", "kea"])
+def test_adhoc_fleets_from_the_factory(pytester: pytest.Pytester, server: str) -> None:
+    pytester.makefile(".yaml", branch=BRANCH.replace("dhcp_server: dnsmasq",
+                                                     f"dhcp_server: {server}"))
+    pytester.makefile(".yaml", extra="devices:\n  - {profile: hp-printer, count: 2, name: "
+                                     "extra-printers}\n")
+    pytester.makepyfile("""
+        import pytest
+        pytestmark = pytest.mark.iot_fleet("branch.yaml")
+
+        def test_factory(iot_fleet, iot_fleet_factory):
+            iot_fleet.wait_bound(timeout=30)
+            before = {d.mac for d in iot_fleet.group("all").devices}
+            cams = iot_fleet_factory(profile="axis-camera", count=3)
+            cams.wait_bound(timeout=30)
+            group = cams.group("adhoc1-axis-camera")
+            assert group.bound_fraction == 1.0
+            assert all(d.ip.startswith("10.20.1.") for d in group.devices)  # cameras pool
+            assert not {d.mac for d in group.devices} & before
+            printers = iot_fleet_factory({"devices": [{"profile": "hp-printer", "count": 2,
+                                                      "name": "lab-printers"}]})
+            printers.wait_bound(timeout=30)
+            assert all(d.ip.startswith("10.20.3.") for d in printers.group("lab-printers").devices)
+            from_file = iot_fleet_factory("extra.yaml")
+            from_file.wait_bound(timeout=30)
+            with pytest.raises(ValueError, match="already runs"):
+                iot_fleet_factory(profile="axis-camera", count=12, name="axis-camera")
+
+        def test_after(iot_engine):
+            assert iot_engine.call("stats")["devices"] == 36  # the ad-hoc ones were removed
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2)
