@@ -103,14 +103,19 @@ class SiteMetrics:
             self.stats.append(event)
 
     def rates(self) -> dict[str, float | None]:
+        """Average packet and bit rates of the engine's socket over the run."""
+        keys = {"tx_pps": "tx", "rx_pps": "rx", "tx_bps": "tx_bytes", "rx_bps": "rx_bytes"}
         if len(self.stats) < 2:
-            return {"tx_pps": None, "rx_pps": None}
+            return {k: None for k in keys}
         first, last = self.stats[0], self.stats[-1]
         span = last["mono"] - first["mono"]
         if span <= 0:
-            return {"tx_pps": None, "rx_pps": None}
-        return {"tx_pps": (last["socket"]["tx"] - first["socket"]["tx"]) / span,
-                "rx_pps": (last["socket"]["rx"] - first["socket"]["rx"]) / span}
+            return {k: None for k in keys}
+        out = {}
+        for name, key in keys.items():
+            delta = last["socket"].get(key, 0) - first["socket"].get(key, 0)
+            out[name] = delta * (8 if name.endswith("bps") else 1) / span
+        return out
 
     def as_json(self) -> dict[str, Any]:
         processes = {}
@@ -176,8 +181,9 @@ def summary_lines(site: SiteMetrics) -> list[str]:
     lines = [f"{site.fleet} / {site.site}:"]
     lines += ["  " + line for line in table(rows, ["GROUP", "DEVICES", "BOUND", "DORA p50",
                                                     "p95", "p99", "RETRANSMITS"])]
-    pps = "-" if rates["tx_pps"] is None else f"tx {rates['tx_pps']:.0f} pps, rx " \
-                                              f"{rates['rx_pps']:.0f} pps"
+    pps = "-" if rates["tx_pps"] is None else (
+        f"tx {rates['tx_pps']:.0f} pps {rates['tx_bps'] / 1e3:.0f} kbit/s, "
+        f"rx {rates['rx_pps']:.0f} pps {rates['rx_bps'] / 1e3:.0f} kbit/s")
     lines.append(f"  engine: CPU peak {pct(peaks.get('engine_cpu'))}, RSS peak "
                  f"{mb(peaks.get('engine_rss'))}; DHCP server: CPU peak "
                  f"{pct(peaks.get('server_cpu'))}, RSS peak {mb(peaks.get('server_rss'))}; "

@@ -73,6 +73,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_KEY] = open_session(iot_config)
     except SpecError as exc:
         raise pytest.UsageError(exc.render()) from None
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:  # long waits report progress on the terminal
+        config.stash[SESSION_KEY].progress = lambda line: reporter.write_line(line)
     # With no test paths on the command line, the fleets are the tests; with some, the
     # fleets' items run beside them.
     fleets = [str(path) for path in iot_config.fleets]

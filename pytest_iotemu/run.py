@@ -39,6 +39,7 @@ class SiteRun:
     started_at: float = 0.0
     _closed: bool = False
     devices: list = field(default_factory=list)
+    progress: Any = None  # called with a line of progress during long waits
 
     def start(self) -> "SiteRun":
         if self.error is not None:
@@ -95,6 +96,7 @@ class SiteRun:
         """Wait until each named device is bound or has had ``within`` since its first
         DISCOVER (so it can no longer count); returns the engine's view of them."""
         deadline = time.monotonic() + within + limit
+        last_report = time.monotonic()
         while True:
             observed = self.observed(names)
             pending = [n for n in names
@@ -103,6 +105,11 @@ class SiteRun:
                             or observed[n]["started_ago"] <= within)]
             if not pending or time.monotonic() > deadline:
                 return observed
+            if self.progress is not None and time.monotonic() - last_report > 2.0:
+                last_report = time.monotonic()
+                bound = sum(1 for n in names if observed.get(n, {}).get("ip"))
+                self.progress(f"iotemu: {self.site.name}: {bound}/{len(names)} bound, "
+                              f"{len(pending)} still within their {within:g}s")
             time.sleep(0.05)
 
     def close(self) -> None:

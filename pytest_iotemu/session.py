@@ -17,6 +17,7 @@ class IotSession:
         self.specs = specs
         self.runs: dict[tuple[str, str], SiteRun] = {}
         self.options = RunOptions(allow_live=config.allow_live, keep_lab=config.keep_lab)
+        self.progress = None  # the terminal's line writer, set by the plugin
 
     def spec_for(self, path: Path) -> FleetSpec | None:
         resolved = path.resolve()
@@ -29,7 +30,7 @@ class IotSession:
         key = (str(Path(spec.source).resolve()), site.name)
         run = self.runs.get(key)
         if run is None:
-            run = self.runs[key] = SiteRun(spec, site, self.options)
+            run = self.runs[key] = SiteRun(spec, site, self.options, progress=self.progress)
         return run
 
     def close(self) -> list[str]:

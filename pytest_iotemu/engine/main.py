@@ -129,6 +129,7 @@ class EngineProcess:
     def stats_event(self) -> None:
         stats = self.engine.stats()
         stats["socket"] = {"rx": self.sock.rx, "tx": self.sock.tx,
+                           "rx_bytes": self.sock.rx_bytes, "tx_bytes": self.sock.tx_bytes,
                            **_socket_stats(self.sock)}
         self.emit("engine.stats", **stats)
 

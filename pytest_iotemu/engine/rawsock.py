@@ -97,6 +97,7 @@ class RawSocket:
         sock.setblocking(False)
         self.sock = sock
         self.rx = self.tx = self.tx_dropped = 0
+        self.rx_bytes = self.tx_bytes = 0
         self.drops = 0
         self._cmsg = socket.CMSG_SPACE(_AUX.size)
 
@@ -117,6 +118,7 @@ class RawSocket:
                 if level == SOL_PACKET and kind == PACKET_AUXDATA and len(cdata) >= _AUX.size:
                     unfilled = bool(_AUX.unpack_from(cdata)[0] & TP_STATUS_CSUMNOTREADY)
             out.append((data, unfilled))
+            self.rx_bytes += len(data)
         self.rx += len(out)
         return out
 
@@ -130,6 +132,7 @@ class RawSocket:
                 return False
             raise
         self.tx += 1
+        self.tx_bytes += len(frame)
         return True
 
     def statistics(self) -> dict[str, int]:
