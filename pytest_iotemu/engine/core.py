@@ -54,11 +54,17 @@ class Pacer:
     _last: float | None = None
     _last_start: float | None = None
 
+    ssthresh: float = 64.0  # slow start ends here (a DHCP server's socket holds ~100 frames)
+
     def grow(self) -> None:
-        self.window = min(self.maximum, self.window + 1.0)
+        """One more per answer until the first loss (slow start), then one more per
+        window's worth of answers (congestion avoidance), as TCP does."""
+        step = 1.0 if self.window < self.ssthresh else 1.0 / self.window
+        self.window = min(self.maximum, self.window + step)
 
     def shrink(self) -> None:
-        self.window = max(self.minimum, self.window / 2.0)
+        self.ssthresh = max(self.minimum, self.window / 2.0)
+        self.window = self.ssthresh
 
     def allowance(self, outstanding: int, now: float) -> int:
         room = int(self.window) - outstanding

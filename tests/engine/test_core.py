@@ -74,7 +74,7 @@ def test_verbosity_reports_every_phase() -> None:
                      "device.dhcp.ack", "device.dhcp.bound"]
 
 
-def test_timeouts_shrink_the_window() -> None:
+def test_timeouts_shrink_the_window_and_answers_grow_it() -> None:
     wire = Wire(FakeServer(silent=True))
     wire.engine.pacer.window = 16
     wire.engine.command("add_devices", {"devices": [device_entry(d) for d in fleet()]}, 0)
@@ -188,3 +188,16 @@ def test_spec_pacing_reaches_the_engine() -> None:
     engine = Engine(iface="test")
     reply = engine.command("hello", site.pacing.hello(), 0)
     assert (reply["window"], reply["rate"], reply["stagger"]) == (8, 50.0, 0.02)
+
+
+def test_pacer_slow_start_then_congestion_avoidance() -> None:
+    from pytest_iotemu.engine.core import Pacer
+    pacer = Pacer(window=32)
+    for _ in range(32):
+        pacer.grow()
+    assert pacer.window == 64  # slow start: one per answer, up to the threshold
+    for _ in range(64):
+        pacer.grow()
+    assert 64.9 < pacer.window < 65.1  # then about one per window's worth of answers
+    pacer.shrink()
+    assert pacer.window == pacer.ssthresh == pytest.approx(32.5)
