@@ -97,7 +97,20 @@ class SiteRun:
         DISCOVER (so it can no longer count); returns the engine's view of them."""
         deadline = time.monotonic() + within + limit
         last_report = time.monotonic()
+        wanted = set(names)
+        groups = {d.group for d in self.devices if d.name in wanted}
         while True:
+            # cheap stats first: the device list (which a large fleet makes big) only when
+            # everything is bound, or every couple of seconds to see who ran out of time
+            stats = self.engine.call("stats") if self.engine else {}
+            states = stats.get("groups", {})
+            bound = sum(n for g in groups for s, n in states.get(g, {}).items()
+                        if s in ("BOUND", "RENEWING", "REBINDING"))
+            total = sum(sum(states.get(g, {}).values()) for g in groups)
+            if bound < total and time.monotonic() - last_report < 2.0 \
+                    and time.monotonic() <= deadline:
+                time.sleep(0.1)
+                continue
             observed = self.observed(names)
             pending = [n for n in names
                        if observed.get(n, {}).get("ip") is None

@@ -70,7 +70,7 @@ class EngineClient:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        env=env, bufsize=0)
+                                        env=env)  # buffered: lines are read in blocks
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self.wait_for(lambda e: e["type"] == "engine.ready", timeout)

@@ -25,9 +25,15 @@ class DeviceCore:
         self.dhcp = DhcpClient(mac, fingerprint, self.out, hostname=hostname,
                                request_ip=request_ip, rng=self.rng, time_scale=time_scale,
                                name=name)
-        self.pinger = Pinger(mac, self.out, ident=self.rng.getrandbits(16))
+        self._pinger: Pinger | None = None  # made on first use: most devices never ping
         self.arp_cache = arp_cache if arp_cache is not None else arp.ArpCache()
         self.counters = Counters()
+
+    @property
+    def pinger(self) -> Pinger:
+        if self._pinger is None:
+            self._pinger = Pinger(self.mac, self.out, ident=self.rng.getrandbits(16))
+        return self._pinger
 
     @property
     def address(self) -> bytes | None:
@@ -74,15 +80,22 @@ class DeviceCore:
                     if reply is not None:
                         self.out.send(reply)
                         return None
-                return self.pinger.handle(packet, now)
+                if self._pinger is None:
+                    return "not_echo_reply" if len(packet.payload) < 1 or \
+                        packet.payload[0] != 0 else "unknown_echo_reply"
+                return self._pinger.handle(packet, now)
             return "protocol_not_handled"
         except Malformed as exc:
             return exc.reason
 
     def next_timer(self) -> float | None:
-        timers = [t for t in (self.dhcp.next_timer(), self.pinger.next_timer()) if t is not None]
-        return min(timers) if timers else None
+        dhcp = self.dhcp.next_timer()
+        ping = self._pinger.next_timer() if self._pinger is not None else None
+        if ping is None or (dhcp is not None and dhcp <= ping):
+            return dhcp
+        return ping
 
     def on_timer(self, now: float) -> None:
         self.dhcp.on_timer(now)
-        self.pinger.on_timer(now)
+        if self._pinger is not None:
+            self._pinger.on_timer(now)
