@@ -19,7 +19,7 @@ class IotConfig:
     fleets: tuple[Path, ...] = ()
     interfaces: Mapping[str, str] = field(default_factory=dict)  # site or "*" -> interface
     profile_files: tuple[Path, ...] = ()
-    engines: int = 1
+    engines: int | None = None  # overrides each site's `engines:`
     metrics: Path | None = None
     allow_live: bool = False
     scale: float = 1.0
@@ -83,10 +83,9 @@ def resolve(options: Mapping[str, Any], ini: Mapping[str, Any], invocation_dir: 
     else:
         profiles = _paths(ini.get("iot_profiles") or (), ini_dir)
     engines = _number(options.get("iot_engines"), ini.get("iot_engines"), "--iot-engines",
-                      int, 1)
-    if engines != 1:
-        raise ConfigError(f"--iot-engines: {engines} engines per site is not supported yet "
-                          "(sharding across engines comes later); use 1")
+                      int, None)
+    if engines is not None and not 1 <= engines <= 64:
+        raise ConfigError(f"--iot-engines: expected 1 to 64 engines per site, got {engines}")
     scale = _number(options.get("iot_scale"), ini.get("iot_scale"), "--iot-scale", float, 1.0)
     if not 0 < scale <= 1000:
         raise ConfigError(f"--iot-scale: expected a factor above 0 (at most 1000), got {scale}")

@@ -80,11 +80,16 @@ class Sampler:
             self._thread.join(self.interval * 4)
 
     def peaks(self) -> dict[str, float | None]:
+        """Peaks per process kind; with several engines, the highest of any one engine
+        (the limits are per engine process)."""
         out: dict[str, float | None] = {}
         for prefix, name in (("engine", "engine"), ("server", "dhcp")):
-            series = self.series.get(name)
-            out[f"{prefix}_cpu"] = series.peak(1) if series else None
-            out[f"{prefix}_rss"] = series.peak(2) if series else None
+            series = [s for key, s in self.series.items()
+                      if key == name or key.startswith(name + "-")]
+            cpu = [p for p in (s.peak(1) for s in series) if p is not None]
+            rss = [p for p in (s.peak(2) for s in series) if p is not None]
+            out[f"{prefix}_cpu"] = max(cpu) if cpu else None
+            out[f"{prefix}_rss"] = max(rss) if rss else None
         return out
 
 
@@ -103,18 +108,24 @@ class SiteMetrics:
             self.stats.append(event)
 
     def rates(self) -> dict[str, float | None]:
-        """Average packet and bit rates of the engine's socket over the run."""
+        """Average packet and bit rates of the engines' sockets over the run (summed over
+        the engines of a sharded site)."""
         keys = {"tx_pps": "tx", "rx_pps": "rx", "tx_bps": "tx_bytes", "rx_bps": "rx_bytes"}
-        if len(self.stats) < 2:
-            return {k: None for k in keys}
-        first, last = self.stats[0], self.stats[-1]
-        span = last["mono"] - first["mono"]
-        if span <= 0:
-            return {k: None for k in keys}
-        out = {}
-        for name, key in keys.items():
-            delta = last["socket"].get(key, 0) - first["socket"].get(key, 0)
-            out[name] = delta * (8 if name.endswith("bps") else 1) / span
+        by_engine: dict[Any, list[dict[str, Any]]] = {}
+        for stats in self.stats:
+            by_engine.setdefault(stats.get("pid"), []).append(stats)
+        out: dict[str, float | None] = {k: None for k in keys}
+        for series in by_engine.values():
+            if len(series) < 2:
+                continue
+            first, last = series[0], series[-1]
+            span = last["mono"] - first["mono"]
+            if span <= 0:
+                continue
+            for name, key in keys.items():
+                delta = last["socket"].get(key, 0) - first["socket"].get(key, 0)
+                rate = delta * (8 if name.endswith("bps") else 1) / span
+                out[name] = (out[name] or 0.0) + rate
         return out
 
     def as_json(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ _OPTIONS = (
     ("--iot-profiles", "iot_profiles", "paths", "append",
      "extra device profile file (adds or overrides profiles); repeatable."),
     ("--iot-engines", "iot_engines", "string", "store",
-     "engine processes per site (1 for now)."),
+     "engine processes per site (overrides the spec's engines:)."),
     ("--iot-metrics", "iot_metrics", "string", "store",
      "write the run's metrics (with time series) to this JSON file."),
     ("--iot-allow-live", "iot_allow_live", "bool", "store_true",

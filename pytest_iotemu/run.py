@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import EngineClient
+from .engine.group import EngineGroup
 from .lab import Lab
 from .metrics import Sampler, SiteMetrics, group_rows
 from .spec.model import FleetSpec, Site
@@ -25,6 +26,7 @@ class RunOptions:
     allow_live: bool = False
     keep_lab: bool = False
     sample_interval: float = 0.5
+    engines: int | None = None  # --iot-engines: overrides the site's `engines:`
 
 
 @dataclass
@@ -33,7 +35,7 @@ class SiteRun:
     site: Site
     options: RunOptions
     lab: Lab | None = None
-    engine: EngineClient | None = None
+    engine: Any = None  # an EngineClient, or an EngineGroup with several engines
     metrics: SiteMetrics | None = None
     error: BaseException | None = None
     started_at: float = 0.0
@@ -62,10 +64,11 @@ class SiteRun:
         self.metrics = SiteMetrics(self.spec.name, site.name)
         sampler = Sampler(self.options.sample_interval)
         self.metrics.sampler = sampler
+        count = self.options.engines or site.engines
         if site.is_lab:
-            self.lab = Lab(site, detached=self.options.keep_lab,
+            self.lab = Lab(site, detached=self.options.keep_lab, engine_ports=count,
                            spec_path=self.spec.source).build()
-            netns, iface = self.lab.engine_interfaces()[0]
+            ports = self.lab.engine_interfaces()
             allow_live = False
             sampler.watch("dhcp", self.lab.daemons["dhcp"].pid)
         else:
@@ -74,11 +77,15 @@ class SiteRun:
                 raise RunUnavailable(f"site {site.name} runs on the real interface "
                                      f"{site.interface}: sending there needs --iot-allow-live "
                                      "(or allow_live: true in the spec)")
-            netns, iface = None, site.interface
-        self.engine = EngineClient(iface, netns=netns, allow_live=allow_live, seed=self.spec.seed)
+            ports = [(None, site.interface)] * count  # shards share the real interface
+        clients = [EngineClient(iface, netns=netns, allow_live=allow_live,
+                                seed=self.spec.seed + i) for i, (netns, iface) in enumerate(ports)]
+        self.engine = clients[0] if count == 1 else EngineGroup(clients)
         self.engine.subscribe(self.metrics.on_event)
         self.engine.start(**site.pacing.hello())
-        sampler.watch("engine", self.engine.process.pid if self.engine.process else None)
+        for i, client in enumerate(clients):
+            sampler.watch("engine" if count == 1 else f"engine-{i}",
+                          client.process.pid if client.process else None)
         sampler.start()
         self.devices = [d for d in site.devices if d.enabled and d.static_ip is None]
         if self.devices:

@@ -16,7 +16,8 @@ class IotSession:
         self.config = config
         self.specs = specs
         self.runs: dict[tuple[str, str], SiteRun] = {}
-        self.options = RunOptions(allow_live=config.allow_live, keep_lab=config.keep_lab)
+        self.options = RunOptions(allow_live=config.allow_live, keep_lab=config.keep_lab,
+                                  engines=config.engines)
         self.progress = None  # the terminal's line writer, set by the plugin
 
     def spec_for(self, path: Path) -> FleetSpec | None:

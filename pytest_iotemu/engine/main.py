@@ -131,7 +131,7 @@ class EngineProcess:
         stats["socket"] = {"rx": self.sock.rx, "tx": self.sock.tx,
                            "rx_bytes": self.sock.rx_bytes, "tx_bytes": self.sock.tx_bytes,
                            **_socket_stats(self.sock)}
-        self.emit("engine.stats", **stats)
+        self.emit("engine.stats", pid=os.getpid(), **stats)
 
     def run(self) -> int:
         os.set_blocking(0, False)

@@ -276,6 +276,7 @@ class Site:
     expectations: tuple[ExpectEntry, ...]
     allow_live: bool = False
     pacing: Pacing = Pacing()
+    engines: int = 1  # engine processes the devices are split across
 
     @property
     def is_lab(self) -> bool:

@@ -28,10 +28,10 @@ from .source import Node, load_yaml
 from .units import parse_duration, parse_ipv4, parse_mac, parse_service
 
 TOP_KEYS = ("fleet", "seed", "profiles", "allow_live", "sites", "interface", "lab",
-            "targets", "devices", "expect", "pacing")
+            "targets", "devices", "expect", "pacing", "engines")
 SITE_KEYS = ("name", "interface", "allow_live", "lab", "targets", "devices", "expect",
-             "pacing")
-SHORTHAND_KEYS = ("interface", "lab", "targets", "devices", "expect", "pacing")
+             "pacing", "engines")
+SHORTHAND_KEYS = ("interface", "lab", "targets", "devices", "expect", "pacing", "engines")
 PACING_KEYS = ("window", "rate", "stagger")
 GROUP_KEYS = ("profile", "count", "name", "hostname", "enabled", "static_ip", "mac",
               "threats", "dhcp", "protocols", "vendor", "request_ip")
@@ -69,6 +69,7 @@ class _SiteDraft:
     devices: list[Device] = field(default_factory=list)
     ok: bool = True
     pacing: Any = None
+    engines: Any = 1
 
 
 class SpecValidator(Checker):
@@ -192,7 +193,9 @@ class SpecValidator(Checker):
                            targets[0] if targets is not BAD else ())
         draft.ok = targets is not BAD
         draft.pacing = self.pacing(node.get("pacing"), join(path, "pacing"))
-        draft.ok = draft.ok and draft.pacing is not BAD
+        draft.engines = self.integer(node.get("engines"), join(path, "engines"), 1, 64,
+                                     default=1, what="a number of engine processes")
+        draft.ok = draft.ok and draft.pacing is not BAD and draft.engines is not BAD
         self.groups(draft, node.get("devices"), join(path, "devices"))
         if lab_node is not None and lab_node.is_map() and BAD not in basics.values():
             draft.lab = self.lab(draft, lab_node, join(path, "lab"), basics)
@@ -487,7 +490,8 @@ class SpecValidator(Checker):
         return Site(name=draft.name, interface=draft.interface, lab=lab,
                     targets=tuple(draft.targets), groups=tuple(g.group for g in draft.groups),
                     devices=tuple(devices), expectations=expectations or (),
-                    allow_live=draft.allow_live, pacing=draft.pacing or Pacing())
+                    allow_live=draft.allow_live, pacing=draft.pacing or Pacing(),
+                    engines=draft.engines if isinstance(draft.engines, int) else 1)
 
     def _classify(self, draft: _SiteDraft, lab: LabSpec) -> list[Device]:
         out = []

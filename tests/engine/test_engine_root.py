@@ -228,3 +228,28 @@ def test_the_engine_releases_and_stops_on_eof_and_sigterm(how: str) -> None:
         assert client.events[-2]["type"] == "engine.stats"
         time.sleep(0.5)
         assert lab.leases() == []  # the server saw every RELEASE
+
+
+def test_a_sharded_site_binds_through_several_engines() -> None:
+    from pytest_iotemu.engine.group import EngineGroup
+    site = load_spec(ROOT / "scenarios" / "scale-1k.yaml").sites[0]
+    with Lab(site, engine_ports=3) as lab:
+        group = EngineGroup([EngineClient(port, netns=ns, seed=i)
+                             for i, (ns, port) in enumerate(lab.engine_interfaces())])
+        group.start()
+        try:
+            devices = dhcp_devices(site)
+            group.add_devices(devices)
+            shares = [c.call("stats")["devices"] for c in group.clients]
+            assert sorted(shares) == [333, 333, 334]
+            group.call("start")
+            stats = group.wait_bound(timeout=60)
+            assert stats["engines"] == 3 and stats["bound"] == 1000
+            assert stats["latency"]["count"] == 1000
+            listed = group.call("devices", devices=[d.name for d in devices[:10]])["devices"]
+            assert {d["name"] for d in listed} == {d.name for d in devices[:10]}
+            assert group.call("renew", devices=[devices[0].name])["renew"] == 1
+            assert len(group.call("devices")["devices"]) == 1000
+            assert {lease.mac for lease in lab.leases()} == {d.mac for d in devices}
+        finally:
+            group.close()

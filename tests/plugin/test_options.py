@@ -151,7 +151,7 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--iot-engines=3"], "--iot-engines: 3 engines per site is not supported yet*"),
+    (["--iot-engines=99"], "--iot-engines: expected 1 to 64 engines per site, got 99"),
     (["--iot-engines=many"], "--iot-engines: expected a number, got 'many'"),
     (["--iot-scale=0"], "--iot-scale: expected a factor above 0 (at most 1000), got 0.0"),
 ])

@@ -64,7 +64,7 @@ CASES = {
         None,
         [
             "spec.yaml:1:1: devices: required key 'devices' is missing: list the device groups, e.g. devices: [{profile: axis-camera, count: 4}]",
-            "spec.yaml:4:1: devics: unknown key 'devics' (did you mean 'devices'?); a fleet spec mapping (fleet:, devices:, …) takes: fleet, seed, profiles, allow_live, sites, interface, lab, targets, devices, expect, pacing",
+            "spec.yaml:4:1: devics: unknown key 'devics' (did you mean 'devices'?); a fleet spec mapping (fleet:, devices:, …) takes: fleet, seed, profiles, allow_live, sites, interface, lab, targets, devices, expect, pacing, engines",
         ],
     ),
     'missing_fleet': (
@@ -523,6 +523,13 @@ CASES = {
         [
             "spec.yaml:4:18: pacing.window: expected a number of outstanding DHCP starts 1 to 100000, got '0'",
             "spec.yaml:4:21: pacing.burst: unknown key 'burst'; a pacing mapping takes: window, rate, stagger",
+        ],
+    ),
+    'engines_count': (
+        BASE + "engines: 0\n" + "devices: [{profile: axis-camera}]\n",
+        None,
+        [
+            "spec.yaml:4:10: engines: expected a number of engine processes 1 to 64, got '0'",
         ],
     ),
 }
