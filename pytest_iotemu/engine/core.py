@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..profiles.model import CLIENT_ID_TYPES, DhcpFingerprint
-from ..protocols import ArpCache, DeviceCore, LocalProtocolError, State
+from ..protocols import ArpCache, Counters, DeviceCore, LocalProtocolError, State
 from ..protocols.dhcp_wire import peek_chaddr
 from ..protocols.frames import BROADCAST_MAC, ip_bytes, ip_text, mac_bytes, mac_text
 from ..spec.units import UnitError, parse_mac
@@ -122,6 +122,8 @@ class Engine:
         self.events: list[dict[str, Any]] = []
         self.latencies: list[float] = []
         self.counters: Counter = Counter()
+        self.frame_counters = Counters()  # every device's accepted/ignored, fleet-wide
+        self.state_counts: dict[str, Counter] = {}  # group -> state -> devices, kept current
         self.rng = random.Random(self.seed)
         self.stopping = False
         self._now = 0.0
@@ -181,6 +183,7 @@ class Engine:
         for dev in new:  # all or nothing
             self.devices[dev.mac] = dev
             self.by_name[dev.name] = dev
+            self.state_counts.setdefault(dev.group, Counter())[State.INIT.value] += 1
         return {"added": len(new), "devices": len(self.devices)}
 
     def _make_device(self, entry: Any, i: int) -> Dev:
@@ -216,7 +219,7 @@ class Engine:
         # 10,000 devices); xids and jitter need no per-device stream
         core = DeviceCore(mac, fingerprint, hostname=hostname, request_ip=request_ip,
                           rng=self.rng, time_scale=self.time_scale, arp_cache=self.arp,
-                          name=name)
+                          name=name, counters=self.frame_counters)
         return Dev(name, group, mac, core)
 
     def select(self, args: dict) -> list[Dev]:
@@ -264,6 +267,10 @@ class Engine:
             self._forget_address(dev)
             del self.devices[dev.mac]
             del self.by_name[dev.name]
+            counts = self.state_counts[dev.group]
+            counts[dev.core.dhcp.state.value] -= 1
+            if not +counts:
+                del self.state_counts[dev.group]
         return {"removed": len(devices), "devices": len(self.devices)}
 
     def _per_device(self, args: dict, now: float, action: str) -> dict:
@@ -479,6 +486,9 @@ class Engine:
     def _translate(self, dev: Dev, kind: str, when: float, data: dict) -> None:
         if kind == "dhcp.state":
             new = data["new"]
+            counts = self.state_counts[dev.group]
+            counts[data["old"]] -= 1
+            counts[new] += 1
             if new == "PROBING" and dev.core.dhcp.offered:
                 self.probing[dev.core.dhcp.offered] = dev
                 dev.probe_ip = dev.core.dhcp.offered
@@ -528,24 +538,20 @@ class Engine:
 
     # --- stats ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        groups: dict[str, Counter] = {}
+        """Kept current as devices change state, so a snapshot costs the number of groups,
+        not the number of devices."""
+        groups = {g: {s: n for s, n in c.items() if n} for g, c in self.state_counts.items()}
         states: Counter = Counter()
-        ignored: Counter = Counter()
-        for dev in self.devices.values():
-            state = dev.core.dhcp.state.value
-            states[state] += 1
-            groups.setdefault(dev.group, Counter())[state] += 1
-            for key, value in dev.core.counters.items():
-                if key.startswith("ignored."):
-                    ignored[key[8:]] += value
+        for counts in groups.values():
+            states.update(counts)
+        ignored = {k[8:]: v for k, v in self.frame_counters.items() if k.startswith("ignored.")}
         return {
-            "devices": len(self.devices), "states": dict(states),
-            "groups": {g: dict(c) for g, c in groups.items()},
+            "devices": len(self.devices), "states": dict(states), "groups": groups,
             "bound": states.get("BOUND", 0) + states.get("RENEWING", 0)
             + states.get("REBINDING", 0),
             "outstanding": len(self.outstanding), "waiting": len(self.waiting),
             "window": self.pacer.window, "latency": percentiles(self.latencies),
-            "counters": dict(self.counters), "ignored": dict(ignored),
+            "counters": dict(self.counters), "ignored": ignored,
         }
 
 

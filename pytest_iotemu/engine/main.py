@@ -257,8 +257,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 3
     engine = Engine(iface=args.iface, seed=args.seed)
+    process = EngineProcess(engine, sock, stats_interval=args.stats_interval)
+    profile_to = os.environ.get("IOTEMU_ENGINE_PROFILE")  # where the time goes (cProfile)
     try:
-        return EngineProcess(engine, sock, stats_interval=args.stats_interval).run()
+        if profile_to:
+            import cProfile
+            profiler = cProfile.Profile()
+            try:
+                return profiler.runcall(process.run)
+            finally:
+                profiler.dump_stats(profile_to)
+        return process.run()
     except BrokenPipeError:
         return 0
     finally:

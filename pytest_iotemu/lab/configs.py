@@ -34,9 +34,15 @@ def dnsmasq_dhcp_args(plan: LabPlan, run_dir: Path) -> list[str]:
         args.append(f"--domain={plan.domain}")
     mask = plan.lan.netmask
     for pool in plan.pools:
-        args.append(f"--dhcp-range=tag:{pool.tag},{pool.first},{pool.last},{mask},"
-                    f"{plan.lease_time}s")
+        tag = "" if _serves_everyone(plan, pool) else f"tag:{pool.tag},"
+        args.append(f"--dhcp-range={tag}{pool.first},{pool.last},{mask},{plan.lease_time}s")
     return args
+
+
+def _serves_everyone(plan: LabPlan, pool) -> bool:
+    """A site whose only pool is the catch-all needs no classification: that pool also
+    serves MACs outside the fleet (a reference load generator such as perfdhcp)."""
+    return len(plan.pools) == 1 and pool.catch_all
 
 
 def dnsmasq_hosts(plan: LabPlan, only: set[str] | None = None) -> str:
@@ -97,7 +103,9 @@ def kea_config(plan: LabPlan, run_dir: Path) -> dict:
         "client-classes": [{"name": pool.tag} for pool in plan.pools],
         "subnet4": [{
             "id": 1, "subnet": str(plan.lan),
-            "pools": [{"pool": f"{pool.first} - {pool.last}", "client-class": pool.tag}
+            "pools": [{"pool": f"{pool.first} - {pool.last}"}
+                      if _serves_everyone(plan, pool) else
+                      {"pool": f"{pool.first} - {pool.last}", "client-class": pool.tag}
                       for pool in plan.pools],
             "option-data": options,
             "reservations": reservations,

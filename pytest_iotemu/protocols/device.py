@@ -18,7 +18,8 @@ class DeviceCore:
     def __init__(self, mac: bytes, fingerprint: DhcpFingerprint, *, outbox: Outbox | None = None,
                  hostname: str | None = None, request_ip: bytes | None = None,
                  rng: random.Random | None = None, time_scale: float = 1.0,
-                 arp_cache: arp.ArpCache | None = None, name: str = ""):
+                 arp_cache: arp.ArpCache | None = None, name: str = "",
+                 counters: Counters | None = None):
         self.mac = mac
         self.out = outbox or Outbox()
         self.rng = rng or random.Random()
@@ -27,7 +28,8 @@ class DeviceCore:
                                name=name)
         self._pinger: Pinger | None = None  # made on first use: most devices never ping
         self.arp_cache = arp_cache if arp_cache is not None else arp.ArpCache()
-        self.counters = Counters()
+        # what was accepted or ignored and why; the engine passes one shared by the fleet
+        self.counters = counters if counters is not None else Counters()
 
     @property
     def pinger(self) -> Pinger:

@@ -108,3 +108,15 @@ def test_static_devices_are_reserved() -> None:
     assert [(r.address.exploded) for r in plan.reservations] == ["172.20.8.200", "172.20.8.201"]
     kea = kea_config(plan, Path("/tmp/x"))["Dhcp4"]["subnet4"][0]["reservations"]
     assert {"172.20.8.200", "172.20.8.201"} <= {r.get("ip-address") for r in kea}
+
+
+def test_a_single_catch_all_pool_serves_everyone() -> None:
+    from pytest_iotemu.spec.schema import parse_spec
+    spec = parse_spec("fleet: f\nlab: {lan: 10.5.0.0/24}\ndevices: [{profile: axis-camera}]\n",
+                      "f.yaml", env={})
+    plan = plan_lab(spec.sites[0], "r")
+    run_dir = Path("/tmp/x")
+    assert [a for a in dnsmasq_dhcp_args(plan, run_dir) if a.startswith("--dhcp-range")] == [
+        "--dhcp-range=10.5.0.2,10.5.0.254,255.255.255.0,3600s"]
+    assert kea_config(plan, run_dir)["Dhcp4"]["subnet4"][0]["pools"] == [
+        {"pool": "10.5.0.2 - 10.5.0.254"}]
