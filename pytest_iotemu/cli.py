@@ -252,6 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import time as _time
     from contextlib import ExitStack
     from .engine import EngineClient, EngineCommandError, EngineError
+    from .engine.group import EngineGroup
     from .lab import Lab, LabError
     from .spec.units import UnitError, parse_duration
 
@@ -281,16 +282,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with ExitStack() as stack:
             if site.is_lab:
-                lab = stack.enter_context(Lab(site, spec_path=str(Path(args.file).resolve())))
-                netns, iface = lab.engine_interfaces()[0]
+                lab = stack.enter_context(Lab(site, engine_ports=site.engines,
+                                              spec_path=str(Path(args.file).resolve())))
+                ports = lab.engine_interfaces()
                 allow_live = False
             else:
-                netns, iface = None, site.interface
+                ports = [(None, site.interface)] * site.engines
                 allow_live = args.allow_live or site.allow_live
                 if not allow_live:
-                    raise CliError(f"site {site.name} runs on the real interface {iface}: "
-                                   "sending there needs --allow-live (or allow_live: true)")
-            client = EngineClient(iface, netns=netns, allow_live=allow_live, seed=spec.seed)
+                    raise CliError(f"site {site.name} runs on the real interface "
+                                   f"{site.interface}: sending there needs --allow-live "
+                                   "(or allow_live: true)")
+            clients = [EngineClient(iface, netns=netns, allow_live=allow_live,
+                                    seed=spec.seed + i) for i, (netns, iface) in enumerate(ports)]
+            client = clients[0] if len(clients) == 1 else EngineGroup(clients)
             closed = []
             if args.jsonl:
                 def stream(event: dict) -> None:
