@@ -170,7 +170,13 @@ def merge_stats(replies: list[dict[str, Any]]) -> dict[str, Any]:
         ignored.update(reply.get("ignored", {}))
         for i, n in enumerate(reply.get("latency", {}).get("histogram", {}).get("counts", [])):
             hist[i] += n
-    latency = percentiles([])  # per-engine percentiles do not merge; the histogram does
+    # percentiles do not merge: report the highest engine's (an upper bound), beside the
+    # merged histogram and each engine's own p95
+    latency = percentiles([])
+    for key in ("p50", "p95", "p99", "max"):
+        values = [r.get("latency", {}).get(key) for r in replies]
+        values = [v for v in values if v is not None]
+        latency[key] = max(values) if values else None
     latency.update({"count": sum(hist), "histogram": {"edges": list(HISTOGRAM_EDGES),
                                                       "counts": hist},
                     "p95_by_engine": [r.get("latency", {}).get("p95") for r in replies]})
