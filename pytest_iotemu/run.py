@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import EngineClient
+from .engine.client import bound_in
 from .engine.group import EngineGroup
 from .lab import Lab
 from .metrics import Sampler, SiteMetrics, group_rows
@@ -109,11 +110,7 @@ class SiteRun:
         while True:
             # cheap stats first: the device list (which a large fleet makes big) only when
             # everything is bound, or every couple of seconds to see who ran out of time
-            stats = self.engine.call("stats") if self.engine else {}
-            states = stats.get("groups", {})
-            bound = sum(n for g in groups for s, n in states.get(g, {}).items()
-                        if s in ("BOUND", "RENEWING", "REBINDING"))
-            total = sum(sum(states.get(g, {}).values()) for g in groups)
+            bound, total = bound_in(self.engine.call("stats"), groups=groups)
             if bound < total and time.monotonic() - last_report < 2.0 \
                     and time.monotonic() <= deadline:
                 time.sleep(0.1)

@@ -232,18 +232,32 @@ class EngineClient:
                    count: int | None = None) -> dict[str, Any]:
         """Wait until ``count`` devices of ``group`` (default: all of them) are bound;
         returns the last stats. Raises ``TimeoutError`` with what is missing."""
-        deadline = time.monotonic() + timeout
-        stats: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            stats = self.call("stats")
-            if group == "all":
-                bound, total = stats["bound"], stats["devices"]
-            else:
-                states = stats["groups"].get(group, {})
-                bound = sum(states.get(s, 0) for s in ("BOUND", "RENEWING", "REBINDING"))
-                total = sum(states.values())
-            if bound >= (count if count is not None else total) and total:
-                return stats
-            time.sleep(0.05)
-        raise TimeoutError(f"{group}: {stats.get('bound')} of {stats.get('devices')} bound "
-                           f"after {timeout:g}s; states {stats.get('states')}")
+        return wait_bound(self.call, group, timeout, count)
+
+
+BOUND_STATES = ("BOUND", "RENEWING", "REBINDING")
+
+
+def bound_in(stats: dict[str, Any], group: str = "all",
+             groups: Iterable[str] | None = None) -> tuple[int, int]:
+    """(bound, total) devices of ``group`` (or of the ``groups``) in a stats reply."""
+    if group == "all" and groups is None:
+        return stats["bound"], stats["devices"]
+    names = list(groups) if groups is not None else [group]
+    states = [stats["groups"].get(name, {}) for name in names]
+    return (sum(s.get(k, 0) for s in states for k in BOUND_STATES),
+            sum(sum(s.values()) for s in states))
+
+
+def wait_bound(call: Callable[..., dict[str, Any]], group: str, timeout: float,
+               count: int | None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    stats: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        stats = call("stats")
+        bound, total = bound_in(stats, group)
+        if bound >= (count if count is not None else total) and total:
+            return stats
+        time.sleep(0.05)
+    raise TimeoutError(f"{group}: {stats.get('bound')} of {stats.get('devices')} bound "
+                       f"after {timeout:g}s; states {stats.get('states')}")

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable
 
 from ..spec.model import Device
-from .client import EngineClient, EngineCommandError
+from .client import EngineClient, EngineCommandError, wait_bound
 from .core import HISTOGRAM_EDGES, percentiles
 
 
@@ -106,21 +106,7 @@ class EngineGroup:
 
     def wait_bound(self, group: str = "all", timeout: float = 30.0,
                    count: int | None = None) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        stats: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            stats = self.call("stats")
-            if group == "all":
-                bound, total = stats["bound"], stats["devices"]
-            else:
-                states = stats["groups"].get(group, {})
-                bound = sum(states.get(s, 0) for s in ("BOUND", "RENEWING", "REBINDING"))
-                total = sum(states.values())
-            if bound >= (count if count is not None else total) and total:
-                return stats
-            time.sleep(0.05)
-        raise TimeoutError(f"{group}: {stats.get('bound')} of {stats.get('devices')} bound "
-                           f"after {timeout:g}s; states {stats.get('states')}")
+        return wait_bound(self.call, group, timeout, count)
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
                  since: int = 0) -> dict[str, Any]:
