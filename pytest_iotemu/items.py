@@ -118,6 +118,14 @@ class ExpectationItem(pytest.Item):
         if not verdict.passed:
             raise ExpectationFailed(verdict.message())
 
+    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
+                         style: Any = None) -> Any:
+        # setup errors (a lab that cannot start) are reported through here, not through
+        # repr_failure: they too read as their cause, without our traceback
+        if isinstance(excinfo.value, (ExpectationFailed, RunError)):
+            return self.repr_failure(excinfo)
+        return super()._repr_failure_py(excinfo, style)
+
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
         if isinstance(excinfo.value, (ExpectationFailed, RunError)):

@@ -137,10 +137,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     terminalreporter.section("iotemu metrics")
     for run in iot.runs.values():
-        if run.metrics is None:
-            if run.error is not None:
-                terminalreporter.write_line(f"{run.spec.name} / {run.site.name}: did not run "
-                                            f"({run.error})")
+        if run.error is not None or run.metrics is None:
+            terminalreporter.write_line(f"{run.spec.name} / {run.site.name}: did not run "
+                                        f"({run.error or 'not started'})")
             continue
         for line in summary_lines(run.metrics):
             terminalreporter.write_line(line)

@@ -154,3 +154,24 @@ def test_adhoc_fleets_from_the_factory(pytester: pytest.Pytester, server: str) -
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=2)
+
+
+def test_a_lab_that_cannot_start_is_an_error_with_its_cause(pytester: pytest.Pytester) -> None:
+    import json as _json
+    import subprocess
+    routes = _json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True,
+                                        text=True).stdout or "[]")
+    connected = next((r["dst"] for r in routes if r.get("dst", "default") != "default"
+                      and "/" in r["dst"]), None)
+    if connected is None:
+        pytest.skip("the host has no connected IPv4 route to clash with")
+    pytester.makefile(".yaml", clash=f"fleet: clash\nlab: {{lan: {connected}}}\n"
+                                     "devices: [{profile: axis-camera}]\nexpect: [{dhcp: {}}]\n")
+    result = pytester.runpytest_subprocess("--iot-fleet=clash.yaml", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        f"the fleet of site clash could not run: site clash: lab.lan {connected} overlaps the "
+        f"host's route {connected}; pick another LAN*",
+        "clash / clash: did not run*",
+    ])
+    assert "Traceback" not in result.stdout.str()
