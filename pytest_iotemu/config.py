@@ -24,6 +24,9 @@ class IotConfig:
     allow_live: bool = False
     scale: float = 1.0
     keep_lab: bool = False
+    baseline: Path | None = None
+    save_baseline: Path | None = None
+    tolerance: float = 0.10
 
     @property
     def active(self) -> bool:
@@ -89,16 +92,27 @@ def resolve(options: Mapping[str, Any], ini: Mapping[str, Any], invocation_dir: 
     scale = _number(options.get("iot_scale"), ini.get("iot_scale"), "--iot-scale", float, 1.0)
     if not 0 < scale <= 1000:
         raise ConfigError(f"--iot-scale: expected a factor above 0 (at most 1000), got {scale}")
-    metrics_value = options.get("iot_metrics") or ini.get("iot_metrics") or None
-    metrics = None
-    if metrics_value:
-        base = invocation_dir if options.get("iot_metrics") else ini_dir
-        metrics = _paths([metrics_value], base)[0]
+    def one_path(name: str) -> Path | None:
+        value = options.get(name) or ini.get(name) or None
+        if not value:
+            return None
+        return _paths([value], invocation_dir if options.get(name) else ini_dir)[0]
+
+    metrics = one_path("iot_metrics")
+    tolerance_text = options.get("iot_tolerance") or ini.get("iot_tolerance") or "10%"
+    import re
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(tolerance_text))
+    if not match:  # above 100% is fine: CPU peaks are noisy on small machines
+        raise ConfigError(f"--iot-tolerance: expected a percentage such as 10%, got "
+                          f"{tolerance_text!r}")
+    tolerance = float(match.group(1)) / 100
     return IotConfig(fleets=fleets, interfaces=interfaces, profile_files=profiles,
                      engines=engines, metrics=metrics,
                      allow_live=bool(options.get("iot_allow_live") or ini.get("iot_allow_live")),
                      scale=scale,
-                     keep_lab=bool(options.get("iot_keep_lab") or ini.get("iot_keep_lab")))
+                     keep_lab=bool(options.get("iot_keep_lab") or ini.get("iot_keep_lab")),
+                     baseline=one_path("iot_baseline"), save_baseline=one_path("iot_save_baseline"),
+                     tolerance=tolerance)
 
 
 def _number(option: Any, ini: Any, name: str, kind: type, default: Any) -> Any:

@@ -56,6 +56,8 @@ class ExpectationItem(pytest.Item):
         self.site = site
         self.entry = entry
         self.add_marker(pytest.mark.iot_expectation(entry.expect.kind))
+        if len(spec.sites) > 1:  # xdist --dist loadgroup: a site's items on one worker
+            self.add_marker(pytest.mark.xdist_group(f"{spec.name}::{site.name}"))
 
     @property
     def kind(self) -> str:

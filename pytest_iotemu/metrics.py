@@ -102,6 +102,7 @@ class SiteMetrics:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # iot_metrics.add(...)
     sampler: Sampler | None = None
+    bind_rate: float | None = None
 
     def on_event(self, event: dict[str, Any]) -> None:
         if event.get("type") == "engine.stats":
@@ -137,6 +138,7 @@ class SiteMetrics:
                                    "samples": series.samples}
         return {
             "fleet": self.fleet, "site": self.site, "groups": self.groups,
+            "bind_rate": self.bind_rate,
             "peaks": self.sampler.peaks() if self.sampler else {},
             "rates": self.rates(), "extra": self.extra, "processes": processes,
             "stats": [{k: v for k, v in s.items() if k not in ("groups",)} for s in self.stats],
@@ -175,7 +177,9 @@ def table(rows: list[list[str]], headers: list[str]) -> list[str]:
     return out
 
 
-def summary_lines(site: SiteMetrics) -> list[str]:
+def summary_lines(site: dict[str, Any]) -> list[str]:
+    """The end-of-session lines of one site, from ``SiteMetrics.as_json()`` (so that the
+    sites of xdist workers, which arrive as JSON, print the same way)."""
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1000:.0f}ms"
 
@@ -185,20 +189,35 @@ def summary_lines(site: SiteMetrics) -> list[str]:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.0f}%"
 
-    peaks = site.sampler.peaks() if site.sampler else {}
-    rates = site.rates()
+    peaks = site.get("peaks") or {}
+    rates = site.get("rates") or {}
     rows = [[name, str(g["devices"]), str(g["bound"]), ms(g["dora_p50"]), ms(g["dora_p95"]),
-             ms(g["dora_p99"]), str(g["retransmits"])] for name, g in sorted(site.groups.items())]
-    lines = [f"{site.fleet} / {site.site}:"]
+             ms(g["dora_p99"]), str(g["retransmits"])]
+            for name, g in sorted((site.get("groups") or {}).items())]
+    where = f" (worker {site['worker']})" if site.get("worker") else ""
+    lines = [f"{site['fleet']} / {site['site']}{where}:"]
     lines += ["  " + line for line in table(rows, ["GROUP", "DEVICES", "BOUND", "DORA p50",
                                                     "p95", "p99", "RETRANSMITS"])]
-    pps = "-" if rates["tx_pps"] is None else (
+    pps = "-" if rates.get("tx_pps") is None else (
         f"tx {rates['tx_pps']:.0f} pps {rates['tx_bps'] / 1e3:.0f} kbit/s, "
         f"rx {rates['rx_pps']:.0f} pps {rates['rx_bps'] / 1e3:.0f} kbit/s")
-    lines.append(f"  engine: CPU peak {pct(peaks.get('engine_cpu'))}, RSS peak "
-                 f"{mb(peaks.get('engine_rss'))}; DHCP server: CPU peak "
-                 f"{pct(peaks.get('server_cpu'))}, RSS peak {mb(peaks.get('server_rss'))}; "
-                 f"socket {pps}")
-    for key, value in sorted(site.extra.items()):
+    rate = site.get("bind_rate")
+    lines.append(f"  bind rate {'-' if rate is None else f'{rate:.0f}/s'}; engine: CPU peak "
+                 f"{pct(peaks.get('engine_cpu'))}, RSS peak {mb(peaks.get('engine_rss'))}; "
+                 f"DHCP server: CPU peak {pct(peaks.get('server_cpu'))}, RSS peak "
+                 f"{mb(peaks.get('server_rss'))}; socket {pps}")
+    for key, value in sorted((site.get("extra") or {}).items()):
         lines.append(f"  {key}: {value}")
     return lines
+
+
+def bind_rate(devices: list[dict[str, Any]]) -> float | None:
+    """Devices bound per second, from the first DISCOVER to the last ACK (``devices``
+    entries carry ``started_ago`` and ``bound_after``, seconds, as of the listing)."""
+    bound = [d for d in devices if d.get("bound_after") is not None
+             and d.get("started_ago") is not None]
+    if not bound:
+        return None
+    first = max(d["started_ago"] for d in bound)
+    last = min(d["started_ago"] - d["bound_after"] for d in bound)
+    return len(bound) / max(first - last, 1e-6)

@@ -39,6 +39,12 @@ _OPTIONS = (
      "multiply every device count by this factor (e.g. 0.1 or 10)."),
     ("--iot-keep-lab", "iot_keep_lab", "bool", "store_true",
      "leave the virtual branch up after the session (detached; `iotemu lab down` ends it)."),
+    ("--iot-baseline", "iot_baseline", "string", "store",
+     "compare this run's metrics with a saved baseline and fail the session on regressions."),
+    ("--iot-tolerance", "iot_tolerance", "string", "store",
+     "how much worse a metric may be than the baseline before it counts (default 10%)."),
+    ("--iot-save-baseline", "iot_save_baseline", "string", "store",
+     "save this run's metrics as a baseline file."),
 )
 
 
@@ -76,6 +82,14 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:  # long waits report progress on the terminal
         config.stash[SESSION_KEY].progress = lambda line: reporter.write_line(line)
+    # pytest-xdist: a multi-site spec keeps each site's items on one worker (xdist_group
+    # marks, honoured by --dist loadgroup, which becomes the default then)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get("iotemu_dist") == "loadgroup":
+        config.option.loadgroup = True  # the worker tags its items with their group
+    elif any(len(spec.sites) > 1 for spec in config.stash[SESSION_KEY].specs) \
+            and getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"
     # With no test paths on the command line, the fleets are the tests; with some, the
     # fleets' items run beside them.
     fleets = [str(path) for path in iot_config.fleets]
@@ -115,36 +129,85 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist controller: tell workers when the session switched to loadgroup."""
+    if getattr(node.config.option, "dist", None) == "loadgroup":
+        node.workerinput["iotemu_dist"] = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: collect a worker's site metrics."""
+    iot = node.config.stash.get(SESSION_KEY, None)
+    sites = getattr(node, "workeroutput", {}).get("iotemu_sites")
+    if iot is not None and sites:
+        iot.remote_sites.extend(sites)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    from . import baseline
     iot = session.config.stash.get(SESSION_KEY, None)
-    if iot is None or not iot.runs:
+    if iot is None:
         return
     problems = iot.close()
     for problem in problems:
         session.config.issue_config_time_warning(
             pytest.PytestWarning(f"iotemu teardown: {problem}"), stacklevel=2)
-    if iot.config.metrics is not None:
-        data = {"sites": [run.metrics.as_json() for run in iot.runs.values()
-                          if run.metrics is not None]}
-        iot.config.metrics.parent.mkdir(parents=True, exist_ok=True)
-        iot.config.metrics.write_text(json.dumps(data, indent=1) + "\n")
+    worker = getattr(session.config, "workerinput", None)
+    local = [run.metrics.as_json() | ({"worker": worker["workerid"]} if worker else {})
+             for run in iot.runs.values() if run.metrics is not None and run.error is None]
+    if worker is not None:  # an xdist worker: the controller reports and judges
+        session.config.workeroutput["iotemu_sites"] = local  # type: ignore[attr-defined]
+        return
+    iot.sites = local + iot.remote_sites
+    if not iot.sites:
+        return
+    config = iot.config
+    if config.metrics is not None:
+        config.metrics.parent.mkdir(parents=True, exist_ok=True)
+        config.metrics.write_text(json.dumps({"sites": iot.sites}, indent=1) + "\n")
+    if config.save_baseline is not None:
+        baseline.save(config.save_baseline, iot.sites)
+    if config.baseline is not None:
+        try:
+            iot.regressions = baseline.compare(baseline.load(config.baseline), iot.sites,
+                                               config.tolerance)
+        except baseline.BaselineError as exc:
+            iot.baseline_error = str(exc)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        if iot.regressions:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    from . import baseline
     iot = config.stash.get(SESSION_KEY, None)
-    if iot is None or not iot.runs:
+    if iot is None or hasattr(config, "workerinput") or not (iot.runs or iot.sites):
         return
     terminalreporter.section("iotemu metrics")
+    for site in iot.sites:
+        for line in summary_lines(site):
+            terminalreporter.write_line(line)
     for run in iot.runs.values():
         if run.error is not None or run.metrics is None:
             terminalreporter.write_line(f"{run.spec.name} / {run.site.name}: did not run "
                                         f"({run.error or 'not started'})")
-            continue
-        for line in summary_lines(run.metrics):
-            terminalreporter.write_line(line)
     if iot.config.metrics is not None:
         terminalreporter.write_line(f"metrics written to {iot.config.metrics}")
+    if iot.config.save_baseline is not None:
+        terminalreporter.write_line(f"baseline saved to {iot.config.save_baseline}")
+    if iot.baseline_error:
+        terminalreporter.write_line(f"iotemu: {iot.baseline_error}", red=True)
+    elif iot.config.baseline is not None:
+        if iot.regressions:
+            for line in baseline.table_lines(iot.regressions, iot.config.tolerance):
+                terminalreporter.write_line(line, red=True)
+        else:
+            terminalreporter.write_line(f"no regression against {iot.config.baseline} "
+                                        f"(tolerance {iot.config.tolerance:.0%})")
     if iot.config.keep_lab:
         for run in iot.runs.values():
             if run.lab is not None:

@@ -14,7 +14,7 @@ from .engine import EngineClient
 from .engine.client import bound_in
 from .engine.group import EngineGroup
 from .lab import Lab
-from .metrics import Sampler, SiteMetrics, group_rows
+from .metrics import Sampler, SiteMetrics, bind_rate, group_rows
 from .spec.model import FleetSpec, Site
 
 
@@ -136,7 +136,9 @@ class SiteRun:
         if self.metrics is not None and self.engine is not None and self.engine.process \
                 and self.engine.process.poll() is None:
             try:
-                self.metrics.groups = group_rows(self.engine.call("devices")["devices"])
+                listed = self.engine.call("devices")["devices"]
+                self.metrics.groups = group_rows(listed)
+                self.metrics.bind_rate = bind_rate(listed)
             except Exception:  # noqa: BLE001 - metrics must not mask the real outcome
                 pass
         if self.metrics is not None and self.metrics.sampler is not None:

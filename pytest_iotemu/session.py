@@ -19,6 +19,10 @@ class IotSession:
         self.options = RunOptions(allow_live=config.allow_live, keep_lab=config.keep_lab,
                                   engines=config.engines)
         self.progress = None  # the terminal's line writer, set by the plugin
+        self.remote_sites: list[dict] = []  # metrics sent by xdist workers
+        self.sites: list[dict] = []  # every site's metrics, at the end
+        self.regressions: list = []
+        self.baseline_error: str | None = None
 
     def spec_for(self, path: Path) -> FleetSpec | None:
         resolved = path.resolve()

@@ -175,3 +175,85 @@ def test_a_lab_that_cannot_start_is_an_error_with_its_cause(pytester: pytest.Pyt
         "clash / clash: did not run*",
     ])
     assert "Traceback" not in result.stdout.str()
+
+
+def _two_sites() -> str:
+    return """
+fleet: pair
+sites:
+  - name: north
+    lab: {lan: 10.81.0.0/24}
+    devices: [{profile: axis-camera, count: 3}, {profile: ecobee-thermostat, count: 2}]
+    expect: [{dhcp: {group: all}}, {dhcp: {group: axis-camera}}, {resources: {engine_rss: 500MB}}]
+  - name: south
+    lab: {lan: 10.82.0.0/24, dhcp_server: kea}
+    devices: [{profile: hp-printer, count: 2}]
+    expect: [{dhcp: {group: all}}, {dhcp: {group: hp-printer}}]
+"""
+
+
+def test_xdist_keeps_each_site_on_one_worker_and_merges_metrics(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makefile(".yaml", pair=_two_sites())
+    metrics = tmp_path / "m.json"
+    result = pytester.runpytest_subprocess("--iot-fleet=pair.yaml", "-n", "2", "-v",
+                                           f"--iot-metrics={metrics}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        if line.startswith("[gw") and "PASSED" in line:
+            worker = line[1:4]
+            site = "north" if "::north::" in line else "south"
+            workers.setdefault(site, set()).add(worker)
+    assert all(len(w) == 1 for w in workers.values()), workers
+    result.stdout.fnmatch_lines(["*iotemu metrics*", "pair / * (worker gw*):*",
+                                 "pair / * (worker gw*):*"])
+    data = json.loads(metrics.read_text())
+    assert {s["site"] for s in data["sites"]} == {"north", "south"}
+    assert all(s["worker"].startswith("gw") for s in data["sites"])
+
+
+def test_one_site_is_spread_and_each_worker_brings_up_its_own_fleet(
+        pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    result = pytester.runpytest_subprocess("--iot-fleet=branch.yaml", "-n", "2", "-v",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, skipped=4)
+    used = {line[1:4] for line in result.stdout.lines if line.startswith("[gw")}
+    assert used == {"gw0", "gw1"}
+
+
+def test_baselines_pass_and_fail_with_the_regressions(pytester: pytest.Pytester,
+                                                      tmp_path: Path) -> None:
+    pytester.makefile(".yaml", branch=BRANCH)
+    saved = tmp_path / "base.json"
+    first = pytester.runpytest_subprocess("--iot-fleet=branch.yaml", "-p", "no:cacheprovider",
+                                          f"--iot-save-baseline={saved}")
+    first.assert_outcomes(passed=3, skipped=4)
+    same = pytester.runpytest_subprocess("--iot-fleet=branch.yaml", "-p", "no:cacheprovider",
+                                         f"--iot-baseline={saved}", "--iot-tolerance=400%")
+    assert same.ret == 0
+    same.stdout.fnmatch_lines([f"no regression against {saved} (tolerance 400%)"])
+    data = json.loads(saved.read_text())
+    strict = tmp_path / "strict.json"
+    data["metrics"] = {k: (v * 100 if k.endswith("bind_rate") else v / 100)
+                       for k, v in data["metrics"].items()
+                       if k.endswith(("bind_rate", "dora_p95", "engine_rss"))}
+    strict.write_text(json.dumps(data))
+    worse = pytester.runpytest_subprocess("--iot-fleet=branch.yaml", "-p", "no:cacheprovider",
+                                          f"--iot-baseline={strict}")
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines([
+        "* metric(s) regressed beyond 10%:",
+        "METRIC*BASELINE*NOW*CHANGE*LIMIT",
+        "branch-paris-01/branch-paris-01/axis-camera:dora_p95 *",
+    ])
+    assert any(l.startswith("branch-paris-01/branch-paris-01:bind_rate") for l in
+               worse.stdout.lines)
+    assert any(l.startswith("branch-paris-01/branch-paris-01:engine_rss") for l in
+               worse.stdout.lines)
+    missing = pytester.runpytest_subprocess("--iot-fleet=branch.yaml", "-p", "no:cacheprovider",
+                                            f"--iot-baseline={tmp_path / 'nope.json'}")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stdout.fnmatch_lines(["*nope.json: baseline not found; write one with "
+                                  "--iot-save-baseline*"])

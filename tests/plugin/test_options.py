@@ -147,13 +147,16 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
                                  "*--iot-iface=VALUE*", "*--iot-profiles=VALUE*",
                                  "*--iot-engines=VALUE*", "*--iot-metrics=VALUE*",
                                  "*--iot-allow-live*", "*--iot-scale=VALUE*",
-                                 "*--iot-keep-lab*", "*iot_fleet (paths)*"])
+                                 "*--iot-keep-lab*", "*--iot-baseline=VALUE*",
+                                 "*--iot-tolerance=VALUE*", "*--iot-save-baseline=VALUE*",
+                                 "*iot_fleet (paths)*"])
 
 
 @pytest.mark.parametrize("args, message", [
     (["--iot-engines=99"], "--iot-engines: expected 1 to 64 engines per site, got 99"),
     (["--iot-engines=many"], "--iot-engines: expected a number, got 'many'"),
     (["--iot-scale=0"], "--iot-scale: expected a factor above 0 (at most 1000), got 0.0"),
+    (["--iot-tolerance=ten"], "--iot-tolerance: expected a percentage such as 10%, got 'ten'"),
 ])
 def test_bad_numeric_options(pytester: pytest.Pytester, args: list, message: str) -> None:
     pytester.makefile(".yaml", branch=BRANCH)
