@@ -42,7 +42,8 @@ _OPTIONS = (
     ("--iot-baseline", "iot_baseline", "string", "store",
      "compare this run's metrics with a saved baseline and fail the session on regressions."),
     ("--iot-tolerance", "iot_tolerance", "string", "store",
-     "how much worse a metric may be than the baseline before it counts (default 10%)."),
+     "how much worse a metric may be than the baseline before it counts, as a percentage "
+     "(default: 10 percent)."),
     ("--iot-save-baseline", "iot_save_baseline", "string", "store",
      "save this run's metrics as a baseline file."),
 )
