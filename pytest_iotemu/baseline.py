@@ -11,6 +11,11 @@ from typing import Any
 # metric -> True when a higher value is better
 METRICS = {"bind_rate": True, "dora_p95": False, "engine_rss": False, "engine_cpu": False,
            "server_rss": False, "server_cpu": False}
+# Differences smaller than these never count, whatever the tolerance: a CPU peak sampled
+# every half second moves by several points between identical runs, and a 36-device fleet
+# can go from 2% to 17% on a busy machine.
+NOISE_FLOOR = {"engine_cpu": 25.0, "server_cpu": 25.0, "engine_rss": 10e6,
+               "server_rss": 10e6, "dora_p95": 0.010, "bind_rate": 0.0}
 
 
 def flatten(sites: list[dict[str, Any]]) -> dict[str, float]:
@@ -74,12 +79,13 @@ def compare(baseline: dict[str, float], sites: list[dict[str, Any]],
         new = current.get(key)
         if new is None or metric not in METRICS:
             continue
+        floor = NOISE_FLOOR.get(metric, 0.0)
         if METRICS[metric]:
-            limit = old * (1 - tolerance)
+            limit = min(old * (1 - tolerance), old - floor)
             if new < limit:
                 out.append(Regression(key, old, new, limit))
         else:
-            limit = old * (1 + tolerance)
+            limit = max(old * (1 + tolerance), old + floor)
             if new > limit:
                 out.append(Regression(key, old, new, limit))
     return out
