@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_iotemu.engine import EngineClient  # noqa: E402
 from pytest_iotemu.lab import Lab  # noqa: E402
-from pytest_iotemu.metrics import Sampler  # noqa: E402
+from pytest_iotemu.metrics import Sampler, bind_rate  # noqa: E402
 from pytest_iotemu.spec.schema import parse_spec  # noqa: E402
 
 SPEC = """
@@ -71,22 +71,16 @@ def engine_case(n: int, server: str) -> dict:
             sampler.sample()
             sampler.stop()
             bound = [d for d in listed if d["bound_after"] is not None]
-            # times relative to the `devices` call: a device started `started_ago` seconds
-            # ago and bound `bound_after` seconds after that
-            first_start = max((d["started_ago"] for d in bound), default=0.0)
-            last_bound = min((d["started_ago"] - d["bound_after"] for d in bound), default=0.0)
-            span = max(first_start - last_bound, 1e-9)
             lat = sorted(d["bound_after"] for d in bound)
             peaks = sampler.peaks()
             return {
                 "case": f"engine, {server}, {n}", "devices": n, "bound": len(bound),
-                "lost": n - len(bound), "rate": len(bound) / span if bound else 0.0,
+                "lost": n - len(bound), "rate": bind_rate(listed) or 0.0,
                 "p50": lat[len(lat) // 2] if lat else None,
                 "p95": lat[int(0.95 * len(lat))] if lat else None,
                 "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
                 "retransmits": stats["counters"].get("retransmits", 0),
                 "rss_mb": (peaks["engine_rss"] or 0) / 1e6, "cpu": peaks["engine_cpu"],
-                "span": span,
             }
 
 
