@@ -217,8 +217,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
             state = _pick_run(args.run)
             directory = run_dir(state.run)
             print(f"lab {state.run} (site {state.site}) in {directory}")
-            for name in ("dnsmasq.args", "dnsmasq-hosts", "kea-dhcp4.json", "dns.args",
-                         "responder.json"):
+            for name in ("dnsmasq.args", "dnsmasq-hosts/fleet", "kea-dhcp4.json", "dns.args",
+                         "responder.json", "nftables.conf"):
                 path = directory / name
                 if path.exists():
                     print(f"\n--- {name}\n{path.read_text().rstrip()}")

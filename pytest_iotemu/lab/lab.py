@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..spec.model import Site, Target
-from . import configs
+from . import configs, policy
 from .daemons import Daemon, LabError, file_contains, file_exists, require
 from .plan import LabPlan, PlanError, new_run_id, plan_lab
 from .state import DEFAULT_BASE, LabState, ProcessRecord, process_start_time, reap, run_dir, \
@@ -96,7 +96,7 @@ class Lab:
 
     def build(self) -> "Lab":
         check_privileges()
-        for binary in ("ip", "dnsmasq", "ethtool") + (
+        for binary in ("ip", "dnsmasq", "ethtool", "nft") + (
                 ("kea-dhcp4",) if self.site.lab and self.site.lab.dhcp_server == "kea" else ()):
             require(binary)
         try:
@@ -229,6 +229,10 @@ class Lab:
                          + "; do ethtool -K $i tx off >/dev/null; done"])
         self._in_ns(cloud, ["sh", "-c", "for i in " + " ".join(w.cloud_if for w in plan.wans)
                             + "; do ethtool -K $i tx off >/dev/null; done"])
+        # the branch's policy on forwarded traffic, inside the gateway's namespace only
+        rules = self.dir / "nftables.conf"
+        rules.write_text(policy.ruleset(self.site))
+        self._in_ns(gw, ["nft", "-f", str(rules)])
 
     def _delete_namespace(self, namespace: str) -> None:
         from .state import kill_processes, netns_pids
@@ -376,6 +380,24 @@ class Lab:
         if self.plan.dhcp_server == "dnsmasq":
             return parse_dnsmasq_leases(self.dir / "dnsmasq.leases")
         return parse_kea_leases(self.dir / "kea-leases.csv")
+
+    def policy_counters(self) -> dict[str, dict]:
+        """Per policy rule (``rule_<n>``, and ``default``): what it matched, packets and
+        bytes, from the gateway's nftables counters."""
+        result = self.exec("gw", ["nft", "-j", "list", "counters", "table", "inet",
+                                  policy.TABLE])
+        names = policy.counter_names(self.site)
+        out: dict[str, dict] = {}
+        try:
+            for entry in json.loads(result.stdout or "{}").get("nftables", []):
+                counter = entry.get("counter")
+                if counter and counter.get("name") in names:
+                    out[counter["name"]] = {"rule": names[counter["name"]],
+                                            "packets": counter.get("packets", 0),
+                                            "bytes": counter.get("bytes", 0)}
+        except ValueError:
+            raise LabError(f"cannot read the policy counters: {result.stderr.strip()}") from None
+        return out
 
     def server_log(self) -> str:
         """The DHCP server's log so far (dnsmasq's or Kea's), for reports; read it before

@@ -46,6 +46,20 @@ def tcp(address: str, port: int) -> dict:
     return {"echo": echoed.decode(), "local": local}
 
 
+def tcp_status(address: str, port: int) -> dict:
+    """connected, refused (a reset came back) or timeout (nothing came back)."""
+    try:
+        sock = socket.create_connection((address, port), timeout=2)
+    except ConnectionRefusedError:
+        return {"result": "refused"}
+    except (TimeoutError, socket.timeout):
+        return {"result": "timeout"}
+    except OSError as exc:
+        return {"result": f"error {exc.errno}"}
+    sock.close()
+    return {"result": "connected"}
+
+
 def udp(address: str, port: int) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(3)
@@ -60,6 +74,8 @@ if __name__ == "__main__":
         out = resolve(args[0], args[1])
     elif kind == "tcp":
         out = tcp(args[0], int(args[1]))
+    elif kind == "tcpstatus":
+        out = tcp_status(args[0], int(args[1]))
     else:
         out = udp(args[0], int(args[1]))
     print(json.dumps(out))

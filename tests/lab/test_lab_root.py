@@ -279,3 +279,56 @@ def test_engine_ports_have_no_address() -> None:
             assert json.loads(out)[0]["addr_info"] == []
         with pytest.raises(LabError, match="engine_ports=3"):
             lab.engine_interfaces(3)
+
+
+POLICY = """
+fleet: policy
+lab:
+  lan: 10.33.0.0/24
+  dhcp_server: {server}
+  domain: pol.lab
+  pools:
+    cams: {{range: 10.33.0.10-10.33.0.50, match: {{class: camera}}}}
+    rest: {{range: 10.33.0.100-10.33.0.200}}
+  policy:
+    default: block
+    rules:
+      - {{from: {{pool: cams}}, to: web, action: allow}}
+      - {{from: {{group: printers}}, to: files, action: allow}}
+      - {{from: {{pool: cams}}, to: files, action: reject}}
+targets:
+  files: {{address: 10.90.0.10, name: files.corp.example, services: [445/tcp]}}
+  web: {{address: 10.90.0.20, services: [443/tcp]}}
+devices:
+  - {{profile: axis-camera, count: 1}}
+  - {{profile: hp-printer, count: 1, name: printers}}
+"""
+
+
+@pytest.mark.parametrize("server", ["dnsmasq", "kea"])
+def test_policy_allows_blocks_and_rejects_with_counters(server: str) -> None:
+    spec = parse_spec(POLICY.format(server=server), "policy.yaml", env={})
+    site = spec.sites[0]
+    camera, printer = site.devices_of("axis-camera")[0], site.devices_of("printers")[0]
+    with Lab(site) as lab:
+        cam = lab.add_host("cam", mac=camera.mac)
+        prn = lab.add_host("prn", mac=printer.mac)
+        # DHCP and DNS keep working under `default: block` (the gateway's own services)
+        cam_ip, prn_ip = dhclient(lab, cam)["ip"], dhclient(lab, prn)["ip"]
+        assert cam_ip.startswith("10.33.0.") and prn_ip.startswith("10.33.0.1")
+        assert probe(lab, cam, "resolve", "10.33.0.1", "files.corp.example")["answers"] == [
+            "10.90.0.10"]
+        assert probe(lab, cam, "tcpstatus", "10.90.0.20", "443") == {"result": "connected"}
+        assert probe(lab, cam, "tcpstatus", "10.90.0.10", "445") == {"result": "refused"}
+        assert probe(lab, prn, "tcpstatus", "10.90.0.10", "445") == {"result": "connected"}
+        assert probe(lab, prn, "tcpstatus", "10.90.0.20", "443") == {"result": "timeout"}
+        counters = lab.policy_counters()
+        assert counters["rule_0"]["rule"] == "pool cams -> web: allow"
+        assert counters["rule_0"]["packets"] >= 1  # the camera's SYN to web
+        assert counters["rule_1"]["packets"] >= 1  # the printer's SYN to files (by MAC)
+        assert counters["rule_2"]["packets"] >= 1  # the camera's SYN to files, rejected
+        assert counters["default"]["packets"] >= 1  # the printer's SYNs to web, dropped
+        # the blocked and rejected flows never reached the targets
+        assert cam_ip not in lab.service_counters("files").get("445/tcp", {})
+        assert prn_ip not in lab.service_counters("web").get("443/tcp", {})
+        assert lab.service_counters("web")["443/tcp"][cam_ip]["connections"] == 1

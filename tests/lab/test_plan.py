@@ -120,3 +120,47 @@ def test_a_single_catch_all_pool_serves_everyone() -> None:
         "--dhcp-range=10.5.0.2,10.5.0.254,255.255.255.0,3600s"]
     assert kea_config(plan, run_dir)["Dhcp4"]["subnet4"][0]["pools"] == [
         {"pool": "10.5.0.2 - 10.5.0.254"}]
+
+
+def test_policy_ruleset_judges_forwarded_lan_traffic_in_order() -> None:
+    from pytest_iotemu.lab.policy import counter_names, ruleset
+    from pytest_iotemu.spec.schema import parse_spec
+    spec = parse_spec("""
+fleet: p
+lab:
+  lan: 10.5.0.0/24
+  pools:
+    cams: {range: 10.5.0.10-10.5.0.50, match: {class: camera}}
+    rest: {range: 10.5.0.100-10.5.0.200}
+  policy:
+    default: block
+    rules:
+      - {from: {pool: cams}, to: files, service: 445/tcp, action: reject}
+      - {from: {group: printers}, to: any, action: allow}
+      - {to: files, action: reject}
+targets:
+  files: {address: 192.0.2.10, services: [445/tcp]}
+devices:
+  - {profile: axis-camera, count: 2}
+  - {profile: hp-printer, count: 2, name: printers}
+""", "p.yaml", env={})
+    site = spec.sites[0]
+    text = ruleset(site)
+    lines = [line.split("  #")[0].strip() for line in text.splitlines()]
+    assert "set pool_cams { type ipv4_addr; flags interval; elements = { 10.5.0.10-10.5.0.50 } }" \
+        in lines
+    macs = ", ".join(d.mac for d in site.devices_of("printers"))
+    assert f"set group_printers {{ type ether_addr; elements = {{ {macs} }}; }}" in lines
+    chain = lines[lines.index("ct state established,related accept") + 1:]
+    assert chain[:5] == [
+        'iifname "lan0" ip saddr @pool_cams ip daddr 192.0.2.10 tcp dport 445 counter name '
+        '"rule_0" reject with tcp reset',
+        'iifname "lan0" ether saddr @group_printers counter name "rule_1" accept',
+        'iifname "lan0" ip daddr 192.0.2.10 counter name "rule_2" meta l4proto tcp reject with '
+        'tcp reset',
+        'iifname "lan0" ip daddr 192.0.2.10 counter name "rule_2" reject with icmp type '
+        'admin-prohibited',
+        'iifname "lan0" counter name "default" drop',
+    ]
+    assert "type filter hook forward priority 0; policy accept;" in lines  # input untouched
+    assert counter_names(site)["rule_1"] == "group printers -> any: allow"
