@@ -233,6 +233,13 @@ class Lab:
         rules = self.dir / "nftables.conf"
         rules.write_text(policy.ruleset(self.site))
         self._in_ns(gw, ["nft", "-f", str(rules)])
+        # per-WAN routing tables for `via:`, selected by the policy's marks
+        self._ip_batch(gw, [f"rule add fwmark {i + 1} lookup {100 + i}"
+                            for i in range(len(plan.wans))])
+        # WAN rates: a token bucket on each side of the uplink
+        for wan in plan.wans:
+            if wan.rate:
+                self.set_rate(wan.name, wan.rate)
 
     def _delete_namespace(self, namespace: str) -> None:
         from .state import kill_processes, netns_pids
@@ -275,6 +282,19 @@ class Lab:
         (d / "dns.args").write_text("\n".join(configs.dnsmasq_dns_args(plan, d)) + "\n")
         self._start(Daemon("dns", gw, configs.dnsmasq_dns_args(plan, d), d / "dns.out",
                            file_exists(d / "dns.pid"), extra_logs=(d / "dns.log",)))
+        if plan.targets:
+            config = {"wans": [{"name": w.name, "gw_if": w.gw_if, "table": 100 + i,
+                                "cloud_address": str(w.cloud_address),
+                                "gw_address": str(w.gw_address)}
+                               for i, w in enumerate(plan.wans)],
+                      "targets": [str(t.address) for t in plan.targets],
+                      "cloud": cloud, "lan": str(plan.lan), "interval": 0.2, "misses": 3,
+                      "status": str(d / "paths.json")}
+            (d / "pathmon.json").write_text(json.dumps(config))
+            self._start(Daemon("pathmon", gw, [sys.executable, "-m", "pytest_iotemu.lab.pathmon",
+                                               str(d / "pathmon.json")],
+                               d / "pathmon.out", file_contains(d / "pathmon.out", "ready"),
+                               env={"PYTHONPATH": os.pathsep.join(sys.path)}))
         if plan.responders:
             (d / "responder.json").write_text(json.dumps(configs.responder_config(plan, d)))
             self._start(Daemon("responder", cloud,
@@ -380,6 +400,70 @@ class Lab:
         if self.plan.dhcp_server == "dnsmasq":
             return parse_dnsmasq_leases(self.dir / "dnsmasq.leases")
         return parse_kea_leases(self.dir / "kea-leases.csv")
+
+    # --- paths -------------------------------------------------------------------------
+    def _wan(self, name: str):
+        assert self.plan is not None
+        for wan in self.plan.wans:
+            if wan.name == name:
+                return wan
+        raise LabError(f"no WAN {name!r}; WANs: {', '.join(w.name for w in self.plan.wans)}")
+
+    def fail_wan(self, name: str) -> None:
+        """Black-hole the WAN's far side (the cloud drops everything on it), as a real path
+        failure does; the gateway's link stays up, so only its path monitor can notice."""
+        wan = self._wan(name)
+        table = f"iotemu_fail_{wan.name.replace('-', '_')}"
+        chains = [("arriving", "prerouting", "iifname"), ("leaving", "output", "oifname"),
+                  ("passing", "forward", "oifname")]
+        script = f"table inet {table} {{\n" + "".join(
+            f"  chain {chain} {{\n    type filter hook {hook} priority -300;\n"
+            f'    {match} "{wan.cloud_if}" drop\n  }}\n' for chain, hook, match in chains) + "}\n"
+        result = self.exec("cloud", ["nft", "-f", "-"], input=script)
+        if result.returncode != 0:
+            raise LabError(f"cannot fail {name}: {result.stderr.strip()}")
+
+    def heal_wan(self, name: str) -> None:
+        wan = self._wan(name)
+        self.exec("cloud", ["nft", "delete", "table", "inet",
+                            f"iotemu_fail_{wan.name.replace('-', '_')}"])
+
+    def path_status(self) -> dict:
+        """The path monitor's view: the primary WAN and each WAN's state."""
+        try:
+            return json.loads((self.dir / "paths.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def set_rate(self, name: str, rate: float) -> None:
+        """Shape the WAN to ``rate`` bit/s in both directions (tbf)."""
+        wan = self._wan(name)
+        burst = max(1600, int(rate / 8 / 50))  # ~20 ms of traffic, at least one frame
+        for role, dev in (("gw", wan.gw_if), ("cloud", wan.cloud_if)):
+            result = self.exec(role, ["tc", "qdisc", "replace", "dev", dev, "root", "tbf",
+                                      "rate", f"{int(rate)}bit", "burst", str(burst),
+                                      "latency", "50ms"])
+            if result.returncode != 0:
+                raise LabError(f"cannot shape {name}: {result.stderr.strip()}")
+
+    def impair(self, name: str, loss: float | None = None, rate: float | None = None) -> None:
+        """Degrade a WAN: ``loss`` (a fraction, dropped at random by nftables on the way
+        out, both sides; netem is not in this kernel) and/or ``rate`` (bit/s)."""
+        wan = self._wan(name)
+        if rate is not None:
+            self.set_rate(name, rate)
+        if loss is not None:
+            table = f"iotemu_loss_{wan.name.replace('-', '_')}"
+            per_mille = max(0, min(1000, round(loss * 1000)))
+            for role, dev in (("gw", wan.gw_if), ("cloud", wan.cloud_if)):
+                self.exec(role, ["nft", "delete", "table", "inet", table])
+                if per_mille:
+                    script = (f"table inet {table} {{\n  chain out {{\n    type filter hook "
+                              f"postrouting priority 0;\n    oifname \"{dev}\" "
+                              f"numgen random mod 1000 < {per_mille} drop\n  }}\n}}\n")
+                    result = self.exec(role, ["nft", "-f", "-"], input=script)
+                    if result.returncode != 0:
+                        raise LabError(f"cannot impair {name}: {result.stderr.strip()}")
 
     def policy_counters(self) -> dict[str, dict]:
         """Per policy rule (``rule_<n>``, and ``default``): what it matched, packets and

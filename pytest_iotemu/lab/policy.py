@@ -45,9 +45,19 @@ def describe_rule(rule: PolicyRule) -> str:
     return f"{source} -> {target}{service}: {rule.action}{via}"
 
 
+def _source(rule: PolicyRule, lan_if: str) -> str:
+    match = f'iifname "{lan_if}"'
+    if rule.from_pool:
+        match += f" ip saddr @pool_{_ident(rule.from_pool)}"
+    elif rule.from_group:
+        match += f" ether saddr @group_{_ident(rule.from_group)}"
+    return match
+
+
 def ruleset(site: Site, lan_if: str = "lan0") -> str:
     lab: LabSpec | None = site.lab
     assert lab is not None
+    wan_mark = {w.name: i + 1 for i, w in enumerate(lab.wans)}
     lines = [f"table inet {TABLE} {{"]
     rules = lab.policy.rules
     for index in range(len(rules)):
@@ -65,11 +75,7 @@ def ruleset(site: Site, lan_if: str = "lan0") -> str:
     lines.append("    type filter hook forward priority 0; policy accept;")
     lines.append("    ct state established,related accept")
     for index, rule in enumerate(rules):
-        match = f'iifname "{lan_if}"'
-        if rule.from_pool:
-            match += f" ip saddr @pool_{_ident(rule.from_pool)}"
-        elif rule.from_group:
-            match += f" ether saddr @group_{_ident(rule.from_group)}"
+        match = _source(rule, lan_if)
         if rule.to:
             match += f" ip daddr {site.target(rule.to).address}"
         match += _service_match(rule.service)
@@ -79,6 +85,19 @@ def ruleset(site: Site, lan_if: str = "lan0") -> str:
     default = "accept" if lab.policy.default == "allow" else "drop"
     lines.append(f'    iifname "{lan_if}" counter name "default" {default}'
                  f"  # default: {lab.policy.default}")
+    lines.append("  }")
+    # `via:` picks the WAN: allowed traffic is marked, and the mark selects the WAN's
+    # routing table (ip rule fwmark N lookup 100+N-1), which the path monitor keeps current
+    lines.append("  chain paths {")
+    lines.append("    type filter hook prerouting priority mangle; policy accept;")
+    for rule in rules:
+        if rule.action == "allow" and rule.via:
+            match = _source(rule, lan_if)
+            if rule.to:
+                match += f" ip daddr {site.target(rule.to).address}"
+            match += _service_match(rule.service)
+            lines.append(f"    {match} meta mark set {wan_mark[rule.via]}"
+                         f"  # {describe_rule(rule)}")
     lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -293,12 +293,14 @@ lab:
   policy:
     default: block
     rules:
-      - {{from: {{pool: cams}}, to: web, action: allow}}
+      - {{from: {{pool: cams}}, to: web, action: {web}}}
       - {{from: {{group: printers}}, to: files, action: allow}}
       - {{from: {{pool: cams}}, to: files, action: reject}}
+      - {{from: {{pool: cams}}, to: sip, action: {sip}}}
 targets:
   files: {{address: 10.90.0.10, name: files.corp.example, services: [445/tcp]}}
   web: {{address: 10.90.0.20, services: [443/tcp]}}
+  sip: {{address: 10.90.0.30, services: [5060/udp]}}
 devices:
   - {{profile: axis-camera, count: 1}}
   - {{profile: hp-printer, count: 1, name: printers}}
@@ -307,7 +309,8 @@ devices:
 
 @pytest.mark.parametrize("server", ["dnsmasq", "kea"])
 def test_policy_allows_blocks_and_rejects_with_counters(server: str) -> None:
-    spec = parse_spec(POLICY.format(server=server), "policy.yaml", env={})
+    spec = parse_spec(POLICY.format(server=server, web="allow", sip="allow"), "policy.yaml",
+                      env={})
     site = spec.sites[0]
     camera, printer = site.devices_of("axis-camera")[0], site.devices_of("printers")[0]
     with Lab(site) as lab:
@@ -332,3 +335,118 @@ def test_policy_allows_blocks_and_rejects_with_counters(server: str) -> None:
         assert cam_ip not in lab.service_counters("files").get("445/tcp", {})
         assert prn_ip not in lab.service_counters("web").get("443/tcp", {})
         assert lab.service_counters("web")["443/tcp"][cam_ip]["connections"] == 1
+        # UDP: the cameras' rule allows sip; the printers fall to `default: block`
+        assert probe(lab, cam, "udpstatus", "10.90.0.30", "5060") == {"result": "answered"}
+        assert probe(lab, prn, "udpstatus", "10.90.0.30", "5060") == {"result": "timeout"}
+        assert lab.service_counters("sip")["5060/udp"][cam_ip]["packets"] == 1
+        assert prn_ip not in lab.service_counters("sip")["5060/udp"]
+
+
+def test_the_same_fleet_with_the_rules_flipped_gets_the_opposite() -> None:
+    spec = parse_spec(POLICY.format(server="dnsmasq", web="block", sip="block"),
+                      "flipped.yaml", env={})
+    site = spec.sites[0]
+    with Lab(site) as lab:
+        cam = lab.add_host("cam", mac=site.devices_of("axis-camera")[0].mac)
+        cam_ip = dhclient(lab, cam)["ip"]
+        assert probe(lab, cam, "tcpstatus", "10.90.0.20", "443") == {"result": "timeout"}
+        assert probe(lab, cam, "udpstatus", "10.90.0.30", "5060") == {"result": "timeout"}
+        counters = lab.policy_counters()
+        assert counters["rule_0"]["rule"] == "pool cams -> web: block"
+        assert counters["rule_0"]["packets"] >= 1 and counters["rule_3"]["packets"] >= 1
+        assert cam_ip not in lab.service_counters("web").get("443/tcp", {})
+        assert cam_ip not in lab.service_counters("sip").get("5060/udp", {})
+
+
+PATHS = """
+fleet: paths
+lab:
+  lan: 10.34.0.0/24
+  pools:
+    cams: {range: 10.34.0.10-10.34.0.50, match: {class: camera}}
+    rest: {range: 10.34.0.100-10.34.0.200}
+  wan: [{name: mpls, rate: 2mbit}, {name: internet}]
+  policy:
+    rules:
+      - {from: {pool: cams}, to: web, action: allow, via: internet}
+targets:
+  web: {address: 10.91.0.20, services: [443/tcp]}
+  sip: {address: 10.91.0.30, services: [5060/udp]}
+devices: [{profile: axis-camera, count: 1}, {profile: hp-printer, count: 1}]
+"""
+
+
+def _tx_packets(lab: Lab, dev: str) -> int:
+    out = subprocess.run(["ip", "-n", lab.namespace("gw"), "-s", "-j", "link", "show", dev],
+                         capture_output=True, text=True).stdout
+    return json.loads(out)[0]["stats64"]["tx"]["packets"]
+
+
+def _route_dev(lab: Lab, address: str) -> str:
+    out = subprocess.run(["ip", "-n", lab.namespace("gw"), "-j", "route", "get", address],
+                         capture_output=True, text=True).stdout
+    return json.loads(out)[0]["dev"]
+
+
+def _wait(predicate, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_via_failover_rates_and_loss() -> None:
+    site = parse_spec(PATHS, "paths.yaml", env={}).sites[0]
+    camera = site.devices_of("axis-camera")[0]
+    printer = site.devices_of("hp-printer")[0]
+    with Lab(site) as lab:
+        cam = lab.add_host("cam", mac=camera.mac)
+        prn = lab.add_host("prn", mac=printer.mac)
+        dhclient(lab, cam)
+        prn_ip = dhclient(lab, prn)["ip"]
+        assert lab.path_status()["primary"] == "mpls"
+        assert _route_dev(lab, "10.91.0.20") == "wan-mpls"  # the default path: first WAN
+        # via: the cameras' web traffic takes the internet WAN
+        before = _tx_packets(lab, "wan-internet")
+        assert probe(lab, cam, "tcpstatus", "10.91.0.20", "443") == {"result": "connected"}
+        assert _tx_packets(lab, "wan-internet") > before
+        before = _tx_packets(lab, "wan-mpls")
+        assert probe(lab, prn, "tcpstatus", "10.91.0.20", "443") == {"result": "connected"}
+        assert _tx_packets(lab, "wan-mpls") > before
+        # rate: 2mbit on mpls (tbf counts whole frames: 1,042 bytes carry 1,000 of payload);
+        # 8 Mbit/s offered for 3 s gets through at 2 Mbit/s within 10%
+        probe(lab, prn, "blast", "10.91.0.30", "5060", "8000000", "3")
+        time.sleep(0.5)
+        got = lab.service_counters("sip")["5060/udp"][prn_ip]["bytes"]
+        expected = 2e6 * 1000 / 1042 * 3 / 8
+        assert abs(got - expected) / expected < 0.10, (got, expected)
+        # loss: half the packets dropped at random on mpls
+        lab.impair("mpls", loss=0.5, rate=100e6)
+        before = lab.service_counters("sip")["5060/udp"][prn_ip]["packets"]
+        sent = probe(lab, prn, "blast", "10.91.0.30", "5060", "800000", "1")["sent"]
+        time.sleep(0.5)
+        arrived = lab.service_counters("sip")["5060/udp"][prn_ip]["packets"] - before
+        assert 0.3 * sent < arrived < 0.7 * sent, (arrived, sent)
+        lab.impair("mpls", loss=0)
+        # failover: the far side of mpls is black-holed mid-flow; the monitor (probes every
+        # 0.2 s, 3 misses) moves the paths; the outage is the flow's largest gap
+        lab.impair("mpls", rate=100e6)
+        flow = subprocess.Popen(["ip", "netns", "exec", prn, sys.executable, "-m",
+                                 "tests.lab.probe", "flow", "10.91.0.30", "5060", "50", "4"],
+                                stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        time.sleep(1.0)
+        lab.fail_wan("mpls")
+        took = _wait(lambda: lab.path_status().get("primary") == "internet", 5)
+        out, _ = flow.communicate(timeout=30)
+        result = json.loads(out)
+        assert took < 2.0
+        assert 0.3 < result["largest_gap"] < 2.0, result  # the outage, within the bound
+        assert result["last_back"] > 3.5  # and the flow carried on over internet
+        assert _route_dev(lab, "10.91.0.20") == "wan-internet"
+        assert probe(lab, prn, "tcpstatus", "10.91.0.20", "443") == {"result": "connected"}
+        assert lab.path_status()["wans"]["mpls"]["up"] is False
+        lab.heal_wan("mpls")
+        _wait(lambda: lab.path_status().get("primary") == "mpls", 5)
+        assert _route_dev(lab, "10.91.0.20") == "wan-mpls"
