@@ -84,7 +84,7 @@ def main() -> None:
                             ("param_req_list", list(fp.param_request_list)), "end"]))
 
     def parse_scapy() -> None:
-        Ether(offer)[DHCP].options
+        _ = Ether(offer)[DHCP].options  # dissect the whole packet
 
     rows = [
         ("build DISCOVER", rate(build_ours, args.seconds), rate(build_scapy, args.seconds)),

@@ -2,6 +2,7 @@
 ``branch.yaml::branch-paris-01::dhcp[all]``."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -113,8 +114,17 @@ class ExpectationItem(pytest.Item):
 
     def _resources(self, run: SiteRun, expect: ResourcesExpect) -> None:
         assert run.metrics is not None and run.metrics.sampler is not None
-        run.metrics.sampler.sample()
-        peaks = run.metrics.sampler.peaks()
+        # peaks over the run: when this item is the first of the site here (an xdist
+        # worker), let the fleet bind first, and take at least one real sample
+        run.wait_settled([d.name for d in run.devices], within=10.0, limit=60.0)
+        sampler = run.metrics.sampler
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            sampler.sample()
+            if all(series.samples for series in sampler.series.values()):
+                break
+            time.sleep(0.05)
+        peaks = sampler.peaks()
         verdict = judge_resources(expect, peaks)
         self.user_properties.append(("observed", verdict.observed))
         if not verdict.passed:

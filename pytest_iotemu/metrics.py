@@ -18,6 +18,7 @@ class Series:
     name: str
     pid: int
     samples: list[tuple[float, float, int, int, int]] = field(default_factory=list)
+    since: float = field(default_factory=time.monotonic)  # the CPU baseline's time
 
     def peak(self, index: int) -> float | None:
         values = [s[index] for s in self.samples]
@@ -60,10 +61,19 @@ class Sampler:
             self.sample()
 
     def sample(self) -> None:
-        now = time.monotonic()
+        """One sample of every process; a process sampled less than a fifth of a second ago
+        is skipped (psutil's CPU share over a few milliseconds is noise: one clock tick in
+        4 ms reads as 250%)."""
         with self._lock:
-            items = list(self._procs.items())
-        for name, proc in items:
+            self._sample()
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        for name, proc in list(self._procs.items()):
+            series = self.series[name]
+            last = series.samples[-1][0] if series.samples else series.since
+            if now - last < 0.2:
+                continue
             try:
                 with proc.oneshot():
                     cpu = proc.cpu_percent(None)

@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .frames import (BROADCAST_MAC, ETH_LEN, ETH_P_IP, IP_LEN, IPPROTO_UDP, UDP_LEN,
+from .frames import (ETH_LEN, ETH_P_IP, IP_LEN, IPPROTO_UDP, UDP_LEN,
                      Malformed, _pseudo_sum, _sum16, ethernet, fold, ipv4, ip_text,
                      parse_ipv4, parse_udp)
 

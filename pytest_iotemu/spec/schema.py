@@ -18,7 +18,7 @@ from .check import BAD, Checker, join
 from .classify import classify
 from .errors import ErrorCollector, SpecError
 from .expect_schema import ExpectChecker, SiteRefs
-from .lab_schema import (IDENT, check_lab_basics, check_match, check_pools, check_targets,
+from .lab_schema import (check_lab_basics, check_pools, check_targets,
                          check_wans, default_pool, LAB_KEYS)
 from .model import (LAB_INTERFACE, THREATS, Device, FleetSpec, Group, LabSpec, Pacing,
                     Policy, PolicyRule, Site, Wan)
@@ -243,7 +243,7 @@ class SpecValidator(Checker):
             pools, draft.pool_nodes = checked
             group_names = [g.group.name for g in draft.groups]
             for pool in pools:
-                for i, group in enumerate(pool.match.groups if pool.match else ()):
+                for i, _group in enumerate(pool.match.groups if pool.match else ()):
                     gnode = draft.pool_nodes[pool.name].value["match"].value["group"]
                     where = gnode.value[i] if gnode.is_seq() else gnode
                     self.reference(where, join(path, f"pools.{pool.name}.match.group"),

@@ -5,7 +5,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_iotemu import load_spec
 from pytest_iotemu.engine.client import device_entry
 from pytest_iotemu.engine.core import CommandError, Engine, percentiles
 

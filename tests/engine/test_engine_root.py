@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from pytest_iotemu import load_spec
-from pytest_iotemu.engine import EngineClient, EngineCommandError, EngineError
+from pytest_iotemu.engine import EngineClient, EngineError
 from pytest_iotemu.lab import Lab
 from pytest_iotemu.spec.schema import parse_spec
 
