@@ -247,13 +247,13 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Build the lab (or use the real interface), run the fleet, summarise or stream."""
+    """Build the lab (or use the real interface), run the fleet, summarise or stream:
+    the same ``SiteRun`` that pytest uses."""
     import signal as _signal
     import time as _time
-    from contextlib import ExitStack
-    from .engine import EngineClient, EngineCommandError, EngineError
-    from .engine.group import EngineGroup
-    from .lab import Lab, LabError
+    from .engine import EngineCommandError, EngineError
+    from .lab import LabError
+    from .run import RunOptions, RunUnavailable, SiteRun
     from .spec.units import UnitError, parse_duration
 
     try:
@@ -272,61 +272,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         raise CliError("several sites: choose one with --site ("
                        + ", ".join(s.name for s in spec.sites) + ")")
-    devices = [d for d in site.devices if d.enabled and d.static_ip is None]
+
     def on_term(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # unwinds like Ctrl-C: engine and lab are taken down
 
     if _signal.getsignal(_signal.SIGTERM) in (_signal.SIG_DFL, None):
         _signal.signal(_signal.SIGTERM, on_term)
     out = sys.stdout
+    closed: list[bool] = []
+
+    def stream(event: dict) -> None:
+        try:
+            out.write(json.dumps(event) + "\n")
+            out.flush()
+        except (BrokenPipeError, ValueError):  # the reader went away
+            closed.append(True)
+
+    run = SiteRun(spec, site, RunOptions(allow_live=args.allow_live,
+                                         on_event=stream if args.jsonl else None))
     try:
-        with ExitStack() as stack:
-            if site.is_lab:
-                lab = stack.enter_context(Lab(site, engine_ports=site.engines,
-                                              spec_path=str(Path(args.file).resolve())))
-                ports = lab.engine_interfaces()
-                allow_live = False
-            else:
-                ports = [(None, site.interface)] * site.engines
-                allow_live = args.allow_live or site.allow_live
-                if not allow_live:
-                    raise CliError(f"site {site.name} runs on the real interface "
-                                   f"{site.interface}: sending there needs --allow-live "
-                                   "(or allow_live: true)")
-            clients = [EngineClient(iface, netns=netns, allow_live=allow_live,
-                                    seed=spec.seed + i) for i, (netns, iface) in enumerate(ports)]
-            client = clients[0] if len(clients) == 1 else EngineGroup(clients)
-            closed = []
-            if args.jsonl:
-                def stream(event: dict) -> None:
-                    try:
-                        out.write(json.dumps(event) + "\n")
-                        out.flush()
-                    except (BrokenPipeError, ValueError):  # the reader went away
-                        closed.append(True)
-                client.subscribe(stream)
-            client.start(**site.pacing.hello())
-            stack.callback(client.close)
-            client.add_devices(devices)
-            client.call("start")
-            started = _time.monotonic()
-            while (duration is None or _time.monotonic() - started < duration) and not closed:
-                _time.sleep(1.0)
-                stats = client.call("stats")
-                if not args.jsonl:
-                    lat = stats["latency"]
-                    p95 = f"{lat['p95']:.2f}s" if lat["p95"] is not None else "-"
-                    print(f"[{_time.monotonic() - started:6.1f}s] bound {stats['bound']}/"
-                          f"{stats['devices']}  outstanding {stats['outstanding']}  "
-                          f"waiting {stats['waiting']}  DORA p95 {p95}  "
-                          f"retransmits {stats['counters'].get('retransmits', 0)}",
-                          file=sys.stderr if args.jsonl else out, flush=True)
+        run.start()
+        started = _time.monotonic()
+        while (duration is None or _time.monotonic() - started < duration) and not closed:
+            _time.sleep(1.0)
+            stats = run.engine.call("stats")
+            if not args.jsonl:
+                lat = stats["latency"]
+                p95 = f"{lat['p95']:.2f}s" if lat["p95"] is not None else "-"
+                print(f"[{_time.monotonic() - started:6.1f}s] bound {stats['bound']}/"
+                      f"{stats['devices']}  outstanding {stats['outstanding']}  "
+                      f"waiting {stats['waiting']}  DORA p95 {p95}  "
+                      f"retransmits {stats['counters'].get('retransmits', 0)}",
+                      file=out, flush=True)
     except KeyboardInterrupt:
         print("iotemu: stopped; lab and engine taken down", file=sys.stderr)
         return 130
+    except RunUnavailable as exc:
+        raise CliError(str(exc).replace("--iot-allow-live", "--allow-live")) from None
     except (LabError, EngineError, EngineCommandError) as exc:
         print(f"iotemu: {exc}", file=sys.stderr)
         return 1
+    finally:
+        run.close()
     return 0
 
 

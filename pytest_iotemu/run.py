@@ -28,6 +28,7 @@ class RunOptions:
     keep_lab: bool = False
     sample_interval: float = 0.5
     engines: int | None = None  # --iot-engines: overrides the site's `engines:`
+    on_event: Any = None  # also called with every engine event (iotemu run --jsonl)
 
 
 @dataclass
@@ -83,6 +84,8 @@ class SiteRun:
                                 seed=self.spec.seed + i) for i, (netns, iface) in enumerate(ports)]
         self.engine = clients[0] if count == 1 else EngineGroup(clients)
         self.engine.subscribe(self.metrics.on_event)
+        if self.options.on_event is not None:
+            self.engine.subscribe(self.options.on_event)
         self.engine.start(**site.pacing.hello())
         for i, client in enumerate(clients):
             sampler.watch("engine" if count == 1 else f"engine-{i}",
