@@ -11,7 +11,7 @@ from .dhcp import BOUND_STATES, DhcpClient, State
 from .frames import (ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_UDP, Malformed,
                      ethertype_of, parse_arp, parse_ipv4)
 from .icmp import Pinger, echo_reply_for
-from .dhcp_wire import CLIENT_PORT, parse_reply
+from .dhcp_wire import CLIENT_PORT, reply_from_packet
 
 
 class DeviceCore:
@@ -73,7 +73,8 @@ class DeviceCore:
             if packet.proto == IPPROTO_UDP:
                 if len(packet.payload) >= 4 and \
                         ((packet.payload[2] << 8) | packet.payload[3]) == CLIENT_PORT:
-                    return self.dhcp.handle_reply(parse_reply(frame, checksum_unfilled), now)
+                    return self.dhcp.handle_reply(reply_from_packet(packet, checksum_unfilled),
+                                                  now)
                 return "udp_not_handled"
             if packet.proto == IPPROTO_ICMP:
                 address = self.address

@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .frames import (ETH_LEN, ETH_P_IP, IP_LEN, IPPROTO_UDP, UDP_LEN,
+from .frames import (Ipv4Packet, ETH_LEN, ETH_P_IP, IP_LEN, IPPROTO_UDP, UDP_LEN,
                      Malformed, _pseudo_sum, _sum16, ethernet, fold, ipv4, ip_text,
                      parse_ipv4, parse_udp)
 
@@ -148,7 +148,12 @@ def parse_options(data: memoryview | bytes, into: dict[int, bytes]) -> bool:
 
 def parse_reply(frame: bytes | memoryview, checksum_unfilled: bool = False) -> DhcpReply:
     """A server-to-client DHCP message from a frame; raises ``Malformed`` with a reason."""
-    udp = parse_udp(parse_ipv4(frame), checksum_unfilled)
+    return reply_from_packet(parse_ipv4(frame), checksum_unfilled)
+
+
+def reply_from_packet(packet: Ipv4Packet, checksum_unfilled: bool = False) -> DhcpReply:
+    """The same, from an IPv4 packet already parsed (so the header is checked once)."""
+    udp = parse_udp(packet, checksum_unfilled)
     if udp.dport != CLIENT_PORT:
         raise Malformed("not_dhcp_client_port")
     data = udp.data
