@@ -153,20 +153,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pick_site(spec: FleetSpec, name: str | None):
-    sites = [s for s in spec.sites if s.is_lab]
+def _pick_site(spec: FleetSpec, name: str | None, lab_only: bool = True):
+    """The site named by ``--site``, or the only one (of the lab sites, with lab_only)."""
     if name is not None:
         match = [s for s in spec.sites if s.name == name]
         if not match:
             raise CliError(f"no site {name!r} in {spec.source}; sites: "
                            + ", ".join(s.name for s in spec.sites))
-        if not match[0].is_lab:
+        if lab_only and not match[0].is_lab:
             raise CliError(f"site {name} runs on interface {match[0].interface}, not the lab")
         return match[0]
+    sites = [s for s in spec.sites if s.is_lab or not lab_only]
     if not sites:
         raise CliError(f"{spec.source} has no site on `interface: lab`")
     if len(sites) > 1:
-        raise CliError("several lab sites: choose one with --site ("
+        raise CliError("several sites: choose one with --site ("
                        + ", ".join(s.name for s in sites) + ")")
     return sites[0]
 
@@ -261,17 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except UnitError as exc:
         raise CliError(f"--duration: expected {exc}") from None
     spec = _load(args.file, args)
-    if args.site:
-        sites = [s for s in spec.sites if s.name == args.site]
-        if not sites:
-            raise CliError(f"no site {args.site!r}; sites: "
-                           + ", ".join(s.name for s in spec.sites))
-        site = sites[0]
-    elif len(spec.sites) == 1:
-        site = spec.sites[0]
-    else:
-        raise CliError("several sites: choose one with --site ("
-                       + ", ".join(s.name for s in spec.sites) + ")")
+    site = _pick_site(spec, args.site, lab_only=False)
 
     def on_term(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # unwinds like Ctrl-C: engine and lab are taken down
