@@ -40,6 +40,12 @@ class Dev:
     scheduled: float | None = None  # the deadline in the heap for this device
     ip: bytes | None = None  # its key in Engine.by_ip
     probe_ip: bytes | None = None  # its key in Engine.probing
+    index: int = 0  # the device id carried in its flows' datagrams
+
+
+# how many probes and flows keep their results for *_results (the oldest go first)
+KEEP_RESULTS = 64
+PROBE_PROTOS = ("tcp", "udp", "icmp")
 
 
 @dataclass
@@ -127,6 +133,14 @@ class Engine:
         self.rng = random.Random(self.seed)
         self.stopping = False
         self._now = 0.0
+        self._next_index = 1
+        self._next_job = 0
+        # probe or flow id -> {"expected": n, "results": {device: result}}
+        self.probes: dict[int, dict[str, Any]] = {}
+        self.flows: dict[int, dict[str, Any]] = {}
+        # devices whose probes or flows wait for a neighbour's MAC: one ARP answer (to
+        # whichever device asked) serves them all
+        self.resolving: dict[bytes, Dev] = {}
 
     # --- commands -----------------------------------------------------------------------
     def command(self, cmd: str, args: dict[str, Any], now: float) -> dict[str, Any]:
@@ -217,10 +231,11 @@ class Engine:
         hostname = entry.get("hostname")
         # one generator for the whole fleet (a Random per device costs ~3 KB: 30 MB at
         # 10,000 devices); xids and jitter need no per-device stream
+        index, self._next_index = self._next_index, self._next_index + 1
         core = DeviceCore(mac, fingerprint, hostname=hostname, request_ip=request_ip,
                           rng=self.rng, time_scale=self.time_scale, arp_cache=self.arp,
-                          name=name, counters=self.frame_counters)
-        return Dev(name, group, mac, core)
+                          name=name, counters=self.frame_counters, device_id=index)
+        return Dev(name, group, mac, core, index=index)
 
     def select(self, args: dict) -> list[Dev]:
         """Devices named by ``devices: [names]``, ``group: name`` or all of them."""
@@ -323,6 +338,107 @@ class Engine:
         seq = dev.core.pinger.ping(dev.core.address, target, hop_mac, now)
         self._after(dev, now)
         return {"seq": seq}
+
+    # --- traffic: probes and flows ----------------------------------------------------------
+    def _target(self, args: dict) -> tuple[bytes, int]:
+        try:
+            target = ip_bytes(str(args["target"]))
+            if len(target) != 4:
+                raise ValueError
+        except (KeyError, ValueError):
+            raise CommandError("bad_argument", "target: an IPv4 address") from None
+        port = args.get("port", 0)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise CommandError("bad_argument", "port: 0 to 65535")
+        return target, port
+
+    def _new_job(self, table: dict[int, dict[str, Any]], devices: list[Dev],
+                 extra: dict[str, Any]) -> tuple[int, list[Dev], list[str]]:
+        self._next_job += 1
+        job = self._next_job
+        bound = [d for d in devices if d.core.address is not None]
+        not_bound = [d.name for d in devices if d.core.address is None]
+        table[job] = {"expected": len(bound), "results": {}, **extra}
+        while len(table) > KEEP_RESULTS:
+            del table[min(table)]
+        return job, bound, not_bound
+
+    def cmd_probe(self, args: dict, now: float) -> dict:
+        """Probe ``target:port`` over ``proto`` from each selected bound device; results
+        come as ``device.probe`` events and from ``probe_results``."""
+        target, port = self._target(args)
+        proto = args.get("proto", "tcp")
+        if proto not in PROBE_PROTOS:
+            raise CommandError("bad_argument", "proto: tcp, udp or icmp")
+        if proto != "icmp" and not port:
+            raise CommandError("bad_argument", f"port: 1 to 65535 for {proto}")
+        timeout = args.get("timeout", 3.0)
+        if not isinstance(timeout, (int, float)) or not 0.1 <= timeout <= 60:
+            raise CommandError("bad_argument", "timeout: 0.1 to 60 seconds")
+        job, bound, not_bound = self._new_job(self.probes, self.select(args),
+                                              {"target": ip_text(target), "port": port,
+                                               "proto": proto})
+        for dev in bound:
+            dev.core.traffic.probe(job, proto, target, port, dev.core.address,
+                                   dev.core.dhcp.lease, now, timeout=float(timeout))
+            self._track_resolving(dev)
+            self._after(dev, now)
+        return {"probe": job, "started": len(bound), "not_bound": not_bound}
+
+    def cmd_flow(self, args: dict, now: float) -> dict:
+        """A sequence-numbered UDP flow from each selected bound device to
+        ``target:port``: ``rate`` payload bit/s in ``size``-byte datagrams for
+        ``duration`` seconds, IP TOS ``tos``."""
+        from ..protocols.flows import MAX_SIZE, MIN_SIZE
+        target, port = self._target(args)
+        if not port:
+            raise CommandError("bad_argument", "port: 1 to 65535")
+        rate, size, duration = args.get("rate"), args.get("size", 1000), args.get("duration")
+        if not isinstance(rate, (int, float)) or not 1000 <= rate <= 10e9:
+            raise CommandError("bad_argument", "rate: payload bit/s, 1000 to 10e9")
+        if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+            raise CommandError("bad_argument", f"size: {MIN_SIZE} to {MAX_SIZE} bytes")
+        if not isinstance(duration, (int, float)) or not 0 < duration <= 86400:
+            raise CommandError("bad_argument", "duration: seconds above zero (a day at most)")
+        tos = _int(args, "tos", 0, 255) if "tos" in args else 0
+        job, bound, not_bound = self._new_job(self.flows, self.select(args),
+                                              {"target": ip_text(target), "port": port})
+        for dev in bound:
+            dev.core.traffic.flow(job, target, port, dev.core.address, dev.core.dhcp.lease,
+                                  now, rate=float(rate), size=size, duration=float(duration),
+                                  tos=tos)
+            self._track_resolving(dev)
+            self._after(dev, now)
+        return {"flow": job, "started": len(bound), "not_bound": not_bound,
+                "devices": {d.name: {"id": d.index, "ip": ip_text(d.core.address)}
+                            for d in bound}}
+
+    def _track_resolving(self, dev: Dev) -> None:
+        if dev.core.traffic.resolving():
+            self.resolving[dev.mac] = dev
+        else:
+            self.resolving.pop(dev.mac, None)
+
+    def _kick_resolving(self, now: float) -> None:
+        for dev in list(self.resolving.values()):
+            dev.core.traffic.on_arp(now)
+            self._track_resolving(dev)
+            self._after(dev, now)
+
+    def _results(self, table: dict[int, dict[str, Any]], args: dict, what: str) -> dict:
+        job = args.get(what)
+        if job not in table:
+            raise CommandError("unknown_" + what, f"no {what} {job!r} (kept: the last "
+                               f"{KEEP_RESULTS})")
+        entry = table[job]
+        return {what: job, "done": len(entry["results"]) >= entry["expected"],
+                "results": entry["results"]}
+
+    def cmd_probe_results(self, args: dict, now: float) -> dict:
+        return self._results(self.probes, args, "probe")
+
+    def cmd_flow_results(self, args: dict, now: float) -> dict:
+        return self._results(self.flows, args, "flow")
 
     def cmd_stats(self, args: dict, now: float) -> dict:
         return self.stats()
@@ -442,6 +558,8 @@ class Engine:
             return
         dev.core.receive(frame, now, unfilled)
         self._after(dev, now)
+        if self.resolving and frame[12:14] == b"\x08\x06":
+            self._kick_resolving(now)
 
     def _arp_broadcast(self, frame: bytes, now: float) -> None:
         from ..protocols.frames import Malformed, parse_arp
@@ -451,6 +569,8 @@ class Engine:
             self.counters["arp_malformed"] += 1
             return
         self.arp.learn(packet, now)
+        if self.resolving:
+            self._kick_resolving(now)
         targets = []
         for ip in (packet.target_ip, packet.sender_ip):
             dev = self.probing.get(ip)
@@ -513,6 +633,17 @@ class Engine:
             if dev.bound_at is None and dev.started is not None:
                 dev.bound_at = when
                 self.latencies.append(when - dev.started)
+        elif kind in ("probe.result", "flow.done"):
+            table = self.probes if kind == "probe.result" else self.flows
+            entry = table.get(data["probe" if kind == "probe.result" else "flow"])
+            if entry is not None:
+                entry["results"][dev.name] = {k: v for k, v in data.items()
+                                              if k not in ("probe", "flow")}
+            self.counters[kind] += 1
+            self.events.append({"type": "device.probe" if kind == "probe.result"
+                                else "device.flow", "device": dev.name, "group": dev.group,
+                                **data})
+            return
         elif kind in ("dhcp.expired", "dhcp.nak", "dhcp.declined"):
             if dev.mac not in self.outstanding and kind != "dhcp.declined":
                 dev.started, dev.bound_at = when, None

@@ -8,10 +8,12 @@ from ..profiles.model import DhcpFingerprint
 from . import arp
 from .core import Counters, Outbox
 from .dhcp import BOUND_STATES, DhcpClient, State
-from .frames import (ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_UDP, Malformed,
-                     ethertype_of, parse_arp, parse_ipv4)
+from .frames import (ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Malformed,
+                     ethertype_of, parse_arp, parse_icmp_error, parse_ipv4, parse_tcp,
+                     parse_udp)
 from .icmp import Pinger, echo_reply_for
 from .dhcp_wire import CLIENT_PORT, reply_from_packet
+from .traffic import Traffic
 
 
 class DeviceCore:
@@ -19,7 +21,7 @@ class DeviceCore:
                  hostname: str | None = None, request_ip: bytes | None = None,
                  rng: random.Random | None = None, time_scale: float = 1.0,
                  arp_cache: arp.ArpCache | None = None, name: str = "",
-                 counters: Counters | None = None):
+                 counters: Counters | None = None, device_id: int = 0):
         self.mac = mac
         self.out = outbox or Outbox()
         self.rng = rng or random.Random()
@@ -27,6 +29,8 @@ class DeviceCore:
                                request_ip=request_ip, rng=self.rng, time_scale=time_scale,
                                name=name)
         self._pinger: Pinger | None = None  # made on first use: most devices never ping
+        self._traffic: Traffic | None = None  # likewise: probes and flows
+        self.device_id = device_id
         self.arp_cache = arp_cache if arp_cache is not None else arp.ArpCache()
         # what was accepted or ignored and why; the engine passes one shared by the fleet
         self.counters = counters if counters is not None else Counters()
@@ -36,6 +40,13 @@ class DeviceCore:
         if self._pinger is None:
             self._pinger = Pinger(self.mac, self.out, ident=self.rng.getrandbits(16))
         return self._pinger
+
+    @property
+    def traffic(self) -> Traffic:
+        if self._traffic is None:
+            self._traffic = Traffic(self.mac, self.out, self.arp_cache, self.rng,
+                                    device_id=self.device_id)
+        return self._traffic
 
     @property
     def address(self) -> bytes | None:
@@ -57,6 +68,8 @@ class DeviceCore:
             if ethertype == ETH_P_ARP:
                 packet = parse_arp(frame)
                 self.arp_cache.learn(packet, now)
+                if self._traffic:
+                    self._traffic.on_arp(now)
                 if self.dhcp.state is State.PROBING:
                     return self.dhcp.handle_arp(packet, now)
                 address = self.address
@@ -75,8 +88,23 @@ class DeviceCore:
                         ((packet.payload[2] << 8) | packet.payload[3]) == CLIENT_PORT:
                     return self.dhcp.handle_reply(reply_from_packet(packet, checksum_unfilled),
                                                   now)
+                if self._traffic and packet.dst == self.address:
+                    return self._traffic.handle_udp(parse_udp(packet, checksum_unfilled), now)
                 return "udp_not_handled"
+            if packet.proto == IPPROTO_TCP:
+                if not self._traffic or packet.dst != self.address:
+                    return "tcp_no_connection"
+                return self._traffic.handle_tcp(parse_tcp(packet, checksum_unfilled), now)
             if packet.proto == IPPROTO_ICMP:
+                kind = packet.payload[0] if len(packet.payload) else -1
+                if kind in (3, 11):
+                    if not self._traffic:
+                        return "icmp_error_not_ours"
+                    return self._traffic.handle_icmp_error(parse_icmp_error(packet), now)
+                if kind == 0 and self._traffic:
+                    reason = self._traffic.handle_echo_reply(packet, now)
+                    if reason != "unknown_echo_reply" or self._pinger is None:
+                        return reason
                 address = self.address
                 if address is not None:
                     reply = echo_reply_for(packet, self.mac, address)
@@ -92,13 +120,17 @@ class DeviceCore:
             return exc.reason
 
     def next_timer(self) -> float | None:
-        dhcp = self.dhcp.next_timer()
-        ping = self._pinger.next_timer() if self._pinger is not None else None
-        if ping is None or (dhcp is not None and dhcp <= ping):
-            return dhcp
-        return ping
+        best = self.dhcp.next_timer()
+        for core in (self._pinger, self._traffic):
+            if core is not None:
+                when = core.next_timer()
+                if when is not None and (best is None or when < best):
+                    best = when
+        return best
 
     def on_timer(self, now: float) -> None:
         self.dhcp.on_timer(now)
         if self._pinger is not None:
             self._pinger.on_timer(now)
+        if self._traffic:
+            self._traffic.on_timer(now)

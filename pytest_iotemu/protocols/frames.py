@@ -1,4 +1,4 @@
-"""Ethernet, IPv4, UDP, ARP and ICMP with ``struct``: building, checksums and parsing
+"""Ethernet, IPv4, UDP, TCP, ARP and ICMP with ``struct``: building, checksums and parsing
 that never trusts a length from the network.
 
 Parsing returns ``None`` with a reason instead of raising: a malformed frame is the
@@ -24,6 +24,11 @@ _IP = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _ICMP_ECHO = struct.Struct("!BBHHH")
+_TCP = struct.Struct("!HHIIBBHHH")
+
+TCP_LEN = 20
+# TCP flags
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 ETH_LEN = 14
 IP_LEN = 20
@@ -119,6 +124,17 @@ def udp_frame(src_mac: bytes, dst_mac: bytes, src_ip: bytes, dst_ip: bytes, spor
                     ipv4(src_ip, dst_ip, IPPROTO_UDP, segment, ident=ident, ttl=ttl, tos=tos))
 
 
+def tcp(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
+        payload: bytes = b"", *, window: int = 65535, mss: int | None = None) -> bytes:
+    """A TCP segment with its checksum; ``mss`` adds the MSS option (SYNs)."""
+    options = struct.pack("!BBH", 2, 4, mss) if mss else b""
+    offset = (TCP_LEN + len(options)) // 4
+    segment = bytearray(_TCP.pack(sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                                  offset << 4, flags, window, 0, 0) + options + payload)
+    struct.pack_into("!H", segment, 16, transport_checksum(src, dst, IPPROTO_TCP, segment))
+    return bytes(segment)
+
+
 def arp_frame(op: int, sender_mac: bytes, sender_ip: bytes, target_mac: bytes,
               target_ip: bytes, *, dst_mac: bytes | None = None) -> bytes:
     """An ARP request (op 1) or reply (op 2); requests go to broadcast by default."""
@@ -156,6 +172,34 @@ class UdpDatagram:
     sport: int
     dport: int
     data: memoryview
+
+
+@dataclass(frozen=True)
+class TcpSegment:
+    ip: Ipv4Packet
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    data: memoryview
+    mss: int | None
+
+
+@dataclass(frozen=True)
+class IcmpError:
+    """An ICMP error (destination unreachable, time exceeded) and the header of the
+    packet it is about: who complained, and about which of our flows."""
+
+    ip: Ipv4Packet
+    type: int
+    code: int
+    inner_src: bytes
+    inner_dst: bytes
+    inner_proto: int
+    sport: int
+    dport: int
 
 
 @dataclass(frozen=True)
@@ -252,3 +296,57 @@ def parse_arp(frame: bytes | memoryview) -> ArpPacket:
     if op not in (1, 2):
         raise Malformed("bad_arp_op")
     return ArpPacket(bytes(view[6:12]), op, smac, sip, tmac, tip)
+
+
+def parse_tcp(packet: Ipv4Packet, checksum_unfilled: bool = False) -> TcpSegment:
+    """Raises ``Malformed``; the checksum is checked unless the kernel left it unfilled."""
+    if packet.proto != IPPROTO_TCP:
+        raise Malformed("not_tcp")
+    seg = packet.payload
+    if len(seg) < TCP_LEN:
+        raise Malformed("short_tcp")
+    sport, dport, seq, ack, off, flags, window, _csum, _urg = _TCP.unpack_from(seg)
+    header = (off >> 4) * 4
+    if header < TCP_LEN or header > len(seg):
+        raise Malformed("bad_tcp_offset")
+    if not checksum_unfilled:
+        total = fold(_pseudo_sum(packet.src, packet.dst, IPPROTO_TCP, len(seg)) + _sum16(seg))
+        if total != 0xFFFF:
+            raise Malformed("bad_tcp_checksum")
+    mss = None
+    at = TCP_LEN
+    while at < header:  # options: only MSS matters to us
+        kind = seg[at]
+        if kind == 0:
+            break
+        if kind == 1:
+            at += 1
+            continue
+        if at + 1 >= header or seg[at + 1] < 2 or at + seg[at + 1] > header:
+            raise Malformed("bad_tcp_option")
+        if kind == 2 and seg[at + 1] == 4:
+            mss = (seg[at + 2] << 8) | seg[at + 3]
+        at += seg[at + 1]
+    return TcpSegment(packet, sport, dport, seq, ack, flags & 0x3F, window, seg[header:], mss)
+
+
+ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED = 3, 11
+
+
+def parse_icmp_error(packet: Ipv4Packet) -> IcmpError:
+    """Raises ``Malformed`` (or ``not_icmp_error`` for other ICMP messages)."""
+    data = packet.payload
+    if packet.proto != IPPROTO_ICMP or len(data) < 8 or \
+            data[0] not in (ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED):
+        raise Malformed("not_icmp_error")
+    if checksum(data) != 0:
+        raise Malformed("bad_icmp_checksum")
+    inner = data[8:]
+    if len(inner) < IP_LEN or inner[0] >> 4 != 4:
+        raise Malformed("short_icmp_error")
+    ihl = (inner[0] & 0x0F) * 4
+    if ihl < IP_LEN or len(inner) < ihl + 4:
+        raise Malformed("short_icmp_error")
+    sport, dport = struct.unpack_from("!HH", inner, ihl)
+    return IcmpError(packet, data[0], data[1], bytes(inner[12:16]), bytes(inner[16:20]),
+                     inner[9], sport, dport)

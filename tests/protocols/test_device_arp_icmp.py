@@ -110,7 +110,7 @@ def test_device_counters_add_up_over_mixed_traffic() -> None:
         arp_from(PEER, "10.0.0.1", "10.0.0.99"),
         b"\x01\x02",
         bytes(Ether(src=PEER, dst=MAC, type=0x86DD) / (b"\x00" * 40)),
-        bytes(Ether(src=PEER, dst=MAC) / IP(src="10.0.0.1", dst="10.0.0.10", proto=6) / b"x"),
+        bytes(Ether(src=PEER, dst=MAC) / IP(src="10.0.0.1", dst="10.0.0.10", proto=47) / b"x"),  # GRE
     ]
     device.counters.clear()
     for frame in frames:
