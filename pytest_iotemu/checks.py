@@ -6,9 +6,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from .spec.model import Device, DhcpExpect, LabSpec, ResourcesExpect
+from .spec.model import (Device, DhcpExpect, LabSpec, PathExpect, PolicyExpect,
+                         ResourcesExpect, ThroughputExpect)
 from .spec.options import DHCP_OPTIONS
-from .spec.units import format_duration
+from .spec.units import format_duration, format_rate
+from .traffic import verdict_of
+
+MAX_LISTED = 25
 
 
 class ExpectationFailed(AssertionError):
@@ -114,9 +118,7 @@ def judge_dhcp(expect: DhcpExpect, devices: list[Device], observed: dict[str, di
         what += " with the expected options"
     summary = (f"{len(counted)}/{size} of {expect.group} {what} "
                f"(expected at least {required}, bound: {expect.bound})")
-    details = [line for _, line in problems]
-    if len(details) > 25:
-        details = details[:25] + [f"… and {len(details) - 25} more"]
+    details = _capped([line for _, line in problems])
     return Verdict(passed, summary, details, {"counted": len(counted), "size": size,
                                               "required": required})
 
@@ -140,3 +142,159 @@ def judge_resources(expect: ResourcesExpect, peaks: dict[str, float | None]) -> 
     failing = [text for ok, text in checks if not ok]
     summary = "; ".join(failing) if failing else "; ".join(text for _, text in checks)
     return Verdict(passed, summary, [], {k: v for k, v in peaks.items()})
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if len(lines) > MAX_LISTED:
+        return lines[:MAX_LISTED] + [f"… and {len(lines) - MAX_LISTED} more"]
+    return lines
+
+
+def _counter_lines(counters: dict[str, dict] | None) -> list[str]:
+    if not counters:
+        return []
+    lines = ["rule counters (packets):"]
+    for name, entry in counters.items():
+        lines.append(f"  {name}: {entry.get('packets', 0)}  ({entry.get('rule', '')})")
+    return lines
+
+
+def _describe_probe(entry: dict[str, Any]) -> str:
+    result = entry.get("result", "no result")
+    text = {"connected": "connected", "refused": "refused by the target (reset)",
+            "rejected": "rejected by the branch", "answered": "answered",
+            "timeout": "no answer", "unresolved": "could not send: its gateway never "
+                       "answered ARP", "no_route": "could not send: no route",
+            "not_bound": "could not probe: not bound"}.get(result, result)
+    detail = entry.get("detail")
+    if detail and result not in ("timeout",):
+        text += f" ({detail})"
+    elif entry.get("rtt") is not None and result in ("connected", "answered", "refused"):
+        text += f" in {entry['rtt'] * 1000:.1f} ms"
+    return text
+
+
+def judge_policy(expect: PolicyExpect, probed: list[Device],
+                 results: dict[str, dict[str, Any]], counters: dict[str, dict] | None
+                 ) -> Verdict:
+    """``results``: per device name, its probe result (``traffic.probe``)."""
+    proto = expect.service.proto
+    disagree = []
+    tally: dict[str, int] = {}
+    for device in probed:
+        entry = results.get(device.name, {})
+        result = entry.get("result", "no result")
+        tally[result] = tally.get(result, 0) + 1
+        if verdict_of(proto, result) != expect.verdict:
+            disagree.append(f"{device.name} {device.mac}: {_describe_probe(entry)}")
+    seen = ", ".join(f"{n} {r}" for r, n in sorted(tally.items()))
+    summary = (f"{len(probed) - len(disagree)}/{len(probed)} probes of {expect.group} to "
+               f"{expect.target} {expect.service} agree with {expect.verdict} ({seen})")
+    details = _capped(disagree)
+    if disagree:
+        details += _counter_lines(counters)
+    return Verdict(not disagree and bool(probed), summary, details,
+                   {"results": tally, "probed": len(probed), "disagree": len(disagree),
+                    "counters": counters or {}})
+
+
+def _wans(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for row in rows.values():
+        for wan, count in row.get("by_wan", {}).items():
+            total[wan] = total.get(wan, 0) + count
+    return total
+
+
+def judge_path(expect: PathExpect, rows: dict[str, dict[str, Any]],
+               monitor: dict[str, Any] | None = None, wan_before: str | None = None
+               ) -> Verdict:
+    """``rows``: per device, ``traffic.flow_observations``. Without failover every
+    datagram must arrive over ``via``; with it, the flow must leave the failed WAN and its
+    outage (largest gap, a silent tail included) must be at most ``within``."""
+    problems = []
+    for name, row in sorted(rows.items()):
+        wans = row.get("by_wan", {})
+        shown = ", ".join(f"{w} {n}" for w, n in sorted(wans.items())) or "nothing"
+        if not row.get("received"):
+            problems.append(f"{name} {row.get('ip') or 'not bound'}: nothing arrived at "
+                            f"{expect.target} (sent {row.get('sent', 0)})")
+            continue
+        if expect.failover is None:
+            other = {w: n for w, n in wans.items() if w != expect.via}
+            if other:
+                problems.append(f"{name} {row['ip']}: arrived over {shown}, expected all "
+                                f"over {expect.via}")
+            continue
+        limit = expect.failover.within
+        if row["outage"] > limit:
+            problems.append(f"{name} {row['ip']}: outage {row['outage']:.2f}s, above "
+                            f"{format_duration(limit)} (arrived over {shown})")
+        elif expect.failover.fail == expect.via and set(wans) <= {expect.via}:
+            problems.append(f"{name} {row['ip']}: never left {expect.via} (arrived over "
+                            f"{shown})")
+    total = _wans(rows)
+    per_wan = ", ".join(f"{w} {n}" for w, n in sorted(total.items())) or "nothing"
+    outages = [r["outage"] for r in rows.values() if r.get("received")]
+    if expect.failover is None:
+        summary = (f"{len(rows) - len(problems)}/{len(rows)} flows of {expect.group} to "
+                   f"{expect.target} {expect.service} arrived only over {expect.via} "
+                   f"(datagrams per WAN: {per_wan})")
+    else:
+        worst = max(outages) if outages else None
+        summary = (f"{len(rows) - len(problems)}/{len(rows)} flows of {expect.group} moved "
+                   f"off {expect.failover.fail} within "
+                   f"{format_duration(expect.failover.within)}; largest outage "
+                   f"{'none' if worst is None else f'{worst:.2f}s'} "
+                   f"(datagrams per WAN: {per_wan})")
+    details = _capped(problems)
+    if problems and monitor:
+        wans = monitor.get("wans", {})
+        state = ", ".join(f"{w} {'up' if s.get('up') else 'down'}" for w, s in wans.items())
+        details.append(f"path monitor: primary {monitor.get('primary')}"
+                       + (f" (was {wan_before})" if wan_before else "") + f"; {state}")
+    return Verdict(not problems and bool(rows), summary, details,
+                   {"per_wan": total, "largest_outage": max(outages) if outages else None,
+                    "flows": len(rows)})
+
+
+def judge_throughput(expect: ThroughputExpect, rows: dict[str, dict[str, Any]]) -> Verdict:
+    """``rows``: per device, ``traffic.flow_observations``. ``min`` per device,
+    ``max_loss`` over the group; without either, loss must stay within 1%."""
+    max_loss = expect.max_loss
+    if max_loss is None and expect.min is None:
+        max_loss = 0.01
+    sent = sum(r.get("sent", 0) for r in rows.values())
+    received = sum(r.get("received", 0) for r in rows.values())
+    loss = 1 - received / sent if sent else 1.0
+    slow = sorted(rows.items(), key=lambda item: item[1].get("achieved", 0.0))
+    problems = []
+    if expect.min is not None:
+        for name, row in slow:
+            if row.get("achieved", 0.0) < expect.min:
+                problems.append(f"{name} {row.get('ip') or 'not bound'}: "
+                                f"{format_rate(row.get('achieved', 0.0), 4)} "
+                                f"(loss {row['loss'] * 100:.1f}%)" if row.get("loss") is not None
+                                else f"{name}: not bound, sent nothing")
+    loss_ok = max_loss is None or loss <= max_loss
+    achieved = [r.get("achieved", 0.0) for r in rows.values()]
+    summary = (f"{expect.group} to {expect.target} {expect.service}: offered "
+               f"{format_rate(expect.rate)} per device; slowest "
+               f"{format_rate(min(achieved), 4) if achieved else 'none'}"
+               + (f" (min {format_rate(expect.min)}, {len(rows) - len(problems)}/{len(rows)} "
+                  "devices reached it)" if expect.min is not None else "")
+               + f"; loss {loss * 100:.2f}% over the group"
+               + (f" (max {max_loss * 100:g}%)" if max_loss is not None else ""))
+    details = []
+    if problems:
+        details.append("slowest devices:")
+        details += ["  " + p for p in _capped(problems)]
+    if not loss_ok:
+        details.append(f"loss {loss * 100:.2f}%: {received} of {sent} datagrams arrived")
+    if not loss_ok or problems:
+        details.append("datagrams per WAN: " + (", ".join(
+            f"{w} {n}" for w, n in sorted(_wans(rows).items())) or "nothing"))
+    return Verdict(loss_ok and not problems and bool(rows), summary, details,
+                   {"loss": round(loss, 6), "sent": sent, "received": received,
+                    "slowest": min(achieved) if achieved else None,
+                    "mean": sum(achieved) / len(achieved) if achieved else None})

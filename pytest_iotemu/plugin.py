@@ -113,8 +113,17 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Resource peaks are judged over the run: those items go last."""
-    items.sort(key=lambda item: isinstance(item, ExpectationItem) and item.kind == "resources")
+    """Items that change the lab (path failover) run after the others, and resource peaks,
+    judged over the whole run, last of all."""
+    items.sort(key=_order)
+
+
+def _order(item: pytest.Item) -> int:
+    if not isinstance(item, ExpectationItem):
+        return 0
+    if item.kind == "resources":
+        return 2
+    return 1 if getattr(item.entry.expect, "failover", None) is not None else 0
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -228,6 +228,10 @@ class EngineClient:
                         and index >= len(self.events):
                     self.check()
 
+    def shards(self, names: list[str]) -> list[tuple["EngineClient", list[str]]]:
+        """The engines that own ``names``, each with its share (here: just this one)."""
+        return [(self, list(names))] if names else []
+
     def wait_bound(self, group: str = "all", timeout: float = 30.0,
                    count: int | None = None) -> dict[str, Any]:
         """Wait until ``count`` devices of ``group`` (default: all of them) are bound;

@@ -134,7 +134,9 @@ class Engine:
         self.stopping = False
         self._now = 0.0
         self._next_index = 1
-        self._next_job = 0
+        # probe and flow ids start at random, so the flows of two engine runs (or two
+        # engines) never share an id at a target
+        self._next_job = random.SystemRandom().randrange(1 << 20, 1 << 30)
         # probe or flow id -> {"expected": n, "results": {device: result}}
         self.probes: dict[int, dict[str, Any]] = {}
         self.flows: dict[int, dict[str, Any]] = {}

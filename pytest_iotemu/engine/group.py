@@ -90,6 +90,16 @@ class EngineGroup:
             raise errors[0]
         return merge(cmd, replies)
 
+    def shards(self, names: list[str]) -> list[tuple[EngineClient, list[str]]]:
+        """The engines that own ``names``, each with its share; commands whose results
+        are per engine (probes, flows) go to each engine separately."""
+        by_engine: dict[int, list[str]] = {}
+        for name in names:
+            if name not in self.owner:
+                raise EngineCommandError("shards", "unknown_device", f"unknown device {name}")
+            by_engine.setdefault(self.owner[name], []).append(name)
+        return [(self.clients[slot], chosen) for slot, chosen in sorted(by_engine.items())]
+
     def _routed(self, cmd: str, timeout: float, args: dict[str, Any]) -> dict[str, Any]:
         names = args["devices"]
         by_engine: dict[int, list[str]] = {}

@@ -125,4 +125,6 @@ def responder_config(plan: LabPlan, run_dir: Path) -> dict:
         "dump": str(run_dir / "counters.json"),
         "services": [{"target": r.target, "address": str(r.address), "proto": r.proto,
                       "port": r.port} for r in plan.responders],
+        # the cloud's end of each WAN, so flows can say which WAN they arrived on
+        "interfaces": {w.cloud_if: w.name for w in plan.wans},
     }

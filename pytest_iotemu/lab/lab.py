@@ -493,8 +493,7 @@ class Lab:
         except OSError:
             return ""
 
-    def service_counters(self, target: str | None = None) -> dict:
-        """Per target, per service, per source address: packets and bytes received."""
+    def _responder_dump(self) -> dict:
         if "responder" not in self.daemons:
             return {}
         control = self.dir / "responder.sock"
@@ -505,11 +504,24 @@ class Lab:
             sock.settimeout(5)
             sock.sendto(b"counters", str(control))
             sock.recv(16)
+        except OSError as exc:
+            raise LabError(f"the target responder did not answer: {exc}") from None
         finally:
             sock.close()
             reply_path.unlink(missing_ok=True)
-        data = json.loads((self.dir / "counters.json").read_text())
+        return json.loads((self.dir / "counters.json").read_text())
+
+    def service_counters(self, target: str | None = None) -> dict:
+        """Per target, per service, per source address: packets and bytes received."""
+        data = self._responder_dump().get("services", {})
         return data.get(target, {}) if target is not None else data
+
+    def flow_stats(self, target: str, service: str, flow: int) -> dict[str, dict]:
+        """Per source address, what the target's responder measured of one flow
+        (``protocols.flows.FlowStats.as_json``; ``by_interface`` names WANs)."""
+        data = self._responder_dump().get("flows", {}).get(target, {}).get(service, {})
+        return {source: flows[str(flow)] for source, flows in data.items()
+                if str(flow) in flows}
 
     def describe(self) -> str:
         from .plan import describe

@@ -7,9 +7,15 @@ Run by the lab inside the cloud namespace:
 
 It prints ``ready`` once every socket is bound. On ``counters`` sent to its control
 socket (a Unix datagram path from the config) it writes its counters to the config's
-``dump`` file and answers ``ok``:
-``{"<target>": {"<port>/<proto>": {"<source ip>": {"packets": n, "bytes": n}}}}``;
-for TCP, ``connections`` counts accepted connections and ``packets`` the reads.
+``dump`` file and answers ``ok``::
+
+    {"services": {"<target>": {"<port>/<proto>": {"<source ip>": {"packets": n, "bytes": n}}}},
+     "flows": {"<target>": {"<port>/<proto>": {"<source ip>": {"<flow id>": FlowStats}}}}}
+
+For TCP, ``connections`` counts accepted connections and ``packets`` the reads. UDP
+datagrams are echoed, except those of sequence-numbered flows (``protocols/flows.py``):
+those are only measured (loss, jitter, largest gap, and the WAN they arrived on, from
+the ingress interface).
 """
 from __future__ import annotations
 
@@ -19,8 +25,13 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from collections import defaultdict
 from typing import Any
+
+from ..protocols.flows import FlowStats, decode
+
+IP_PKTINFO = 8
 
 
 class Responder:
@@ -28,11 +39,17 @@ class Responder:
         self.selector = selectors.DefaultSelector()
         self.counters: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(lambda: {"packets": 0, "bytes": 0})))
+        self.flows: dict[str, dict[str, dict[str, dict[int, FlowStats]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(dict)))
+        self.interfaces: dict[str, str] = config.get("interfaces", {})
+        self._ifnames: dict[int, str] = {}
         self.running = True
         for service in config["services"]:
             key = f"{service['port']}/{service['proto']}"
             if service["proto"] == "udp":
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
                 sock.bind((service["address"], service["port"]))
                 sock.setblocking(False)
                 self.selector.register(sock, selectors.EVENT_READ, ("udp", service["target"], key))
@@ -72,13 +89,37 @@ class Responder:
                     if kind == "tcp":
                         self._close(sock)
 
+    def _interface(self, ancillary: list) -> str:
+        for level, kind, data in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 4:
+                index = int.from_bytes(data[:4], sys.byteorder)
+                if index not in self._ifnames:
+                    try:
+                        name = socket.if_indextoname(index)
+                    except OSError:
+                        name = str(index)
+                    self._ifnames[index] = self.interfaces.get(name, name)
+                return self._ifnames[index]
+        return ""
+
     def _on_udp(self, sock: socket.socket, target: str, service: str) -> None:
+        space = socket.CMSG_SPACE(12)
         for _ in range(256):
             try:
-                data, addr = sock.recvfrom(65535)
+                data, ancillary, _flags, addr = sock.recvmsg(65535, space)
             except BlockingIOError:
                 return
+            now_ns = time.monotonic_ns()
             self.count(target, service, addr[0], len(data))
+            flow = decode(data)
+            if flow is not None:  # measured, not echoed
+                flow_id, _device, seq, sent_ns = flow
+                per_source = self.flows[target][service][addr[0]]
+                stats = per_source.get(flow_id)
+                if stats is None:
+                    stats = per_source[flow_id] = FlowStats()
+                stats.add(seq, sent_ns, now_ns, len(data), self._interface(ancillary))
+                continue
             try:
                 sock.sendto(data, addr)
             except OSError:
@@ -111,8 +152,12 @@ class Responder:
         data, addr = sock.recvfrom(1024)
         if data.strip() == b"counters" and addr:
             tmp = self.dump + ".tmp"
+            flows = {t: {s: {src: {str(f): st.as_json() for f, st in per.items()}
+                             for src, per in by_src.items()}
+                         for s, by_src in by_svc.items()}
+                     for t, by_svc in self.flows.items()}
             with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(self.counters, handle)
+                json.dump({"services": self.counters, "flows": flows}, handle)
             os.replace(tmp, self.dump)
             sock.sendto(b"ok", addr)
 

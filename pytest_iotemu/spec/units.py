@@ -223,11 +223,14 @@ def parse_range(value: Any) -> AddressRange:
     return AddressRange(first, last)
 
 
-def format_rate(bps: float) -> str:
+def format_rate(bps: float, digits: int | None = None) -> str:
+    """In the spec's own units; ``digits`` rounds a measured rate to that many
+    significant digits."""
+    shape = f".{digits}g" if digits else "g"
     for scale, unit in ((10**9, "gbps"), (10**6, "mbps"), (10**3, "kbps")):
         if bps >= scale:
-            return f"{bps / scale:g}{unit}"
-    return f"{bps:g}bps"
+            return f"{bps / scale:{shape}}{unit}"
+    return f"{bps:{shape}}bps"
 
 
 def format_duration(seconds: float) -> str:
