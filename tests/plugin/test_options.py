@@ -173,9 +173,10 @@ def test_fleet_items_are_collected_with_their_ids(pytester: pytest.Pytester) -> 
         "branch.yaml::branch-paris-01::dhcp?axis-camera?",
         "branch.yaml::branch-paris-01::policy?axis-camera->corp-files:445/tcp=block?",
         "branch.yaml::branch-paris-01::policy?axis-camera->camera-cloud:443/tcp=allow?",
+        "branch.yaml::branch-paris-01::throughput?axis-camera->camera-cloud:554/udp@2mbps?",
+        # a failover changes the lab: it runs after the others, and resources last
         "branch.yaml::branch-paris-01::path?cisco-ip-phone->sip-core:5060/udp@mpls,"
         "failover:mpls<=3s?",
-        "branch.yaml::branch-paris-01::throughput?axis-camera->camera-cloud:554/udp@2mbps?",
         "branch.yaml::branch-paris-01::resources",
         "7 tests collected*",
     ])
@@ -196,6 +197,8 @@ def test_items_on_a_real_interface_without_allow_live_are_skipped(
     result.assert_outcomes(skipped=7)
     result.stdout.fnmatch_lines(["*runs on the real interface ens9: sending there needs "
                                  "--iot-allow-live*"])
+    # path and throughput measure at the lab's targets: not on a real interface
+    result.stdout.fnmatch_lines(["*needs the lab's target responders*"])
 
 
 def test_previous_emulators_file_loads_directly(pytester: pytest.Pytester) -> None:
