@@ -6,17 +6,34 @@
         assert iot_fleet.dhcp_latency(p=95, group="axis-camera") < 2.0
         assert iot_fleet.device("axis-camera-03").lease["router"] == ["10.20.0.1"]
         iot_fleet.assert_dhcp("axis-camera", pool="cameras", within="5s")
+        iot_fleet.assert_policy("axis-camera", "corp-files", "445/tcp", "block")
+        results = iot_fleet.probe("hp-printer", "corp-files", "445/tcp")
+        assert results["hp-printer-1"]["result"] == "connected"
+        iot_fleet.assert_path("cisco-ip-phone", "sip-core", via="mpls")
+        iot_fleet.assert_throughput("axis-camera", "camera-cloud", "554/udp",
+                                    rate="2mbps", min="1.8mbps", duration="5s")
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import ExpectationFailed, judge_dhcp
+from . import evaluate, traffic
+from .checks import ExpectationFailed, Verdict, judge_dhcp
 from .metrics import percentile
 from .run import SiteRun
-from .spec.model import Bound, DhcpExpect
-from .spec.units import parse_duration, parse_network, parse_percent
+from .spec.model import (Bound, DhcpExpect, Failover, PathExpect, PolicyExpect,
+                         ThroughputExpect)
+from .spec.units import (Service, parse_duration, parse_network, parse_percent, parse_rate,
+                         parse_service)
+
+
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else parse_duration(value)
+
+
+def _bps(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else parse_rate(value)
 
 
 @dataclass(frozen=True)
@@ -96,14 +113,66 @@ class FleetHandle:
         """The ``dhcp`` expectation from Python, with the same failure message."""
         bound_value = Bound(count=bound) if isinstance(bound, int) else \
             Bound(fraction=parse_percent(bound))
-        seconds = within if isinstance(within, (int, float)) else parse_duration(within)
-        expect = DhcpExpect(group, bound_value, float(seconds), pool,
+        expect = DhcpExpect(group, bound_value, _seconds(within), pool,
                             parse_network(subnet) if subnet else None)
         devices = list(self.site.devices_of(group))
         observed = self.run.wait_settled([d.name for d in devices], expect.within)
-        verdict = judge_dhcp(expect, devices, observed, self.site.lab)
+        self._raise_unless(judge_dhcp(expect, devices, observed, self.site.lab))
+
+    @staticmethod
+    def _raise_unless(verdict: Verdict) -> None:
         if not verdict.passed:
             raise ExpectationFailed(verdict.message())
+
+    def _service(self, target: str, service: Any, proto: str | None = None) -> Service:
+        if service is not None:
+            return service if isinstance(service, Service) else parse_service(service)
+        offered = [s for s in self.site.target(target).services
+                   if proto is None or s.proto == proto]
+        if len(offered) != 1:
+            raise ValueError(f"target {target!r} offers {len(offered)} such services; "
+                             "say which with service=")
+        return offered[0]
+
+    def probe(self, group: str, target: str, service: Any = None,
+              timeout: float = 3.0) -> dict[str, dict[str, Any]]:
+        """Every device of ``group`` probes ``service`` on ``target``; device -> result
+        (``connected``, ``refused``, ``answered``, ``rejected``, ``timeout``, …)."""
+        chosen = self._service(target, service)
+        devices = evaluate.senders(self.run, group)
+        return traffic.probe(self.run.engine, [d.name for d in devices],
+                             str(self.site.target(target).address), chosen.proto,
+                             chosen.port or 0, timeout)
+
+    def assert_policy(self, group: str, target: str, service: Any = None,
+                      verdict: str = "allow", sample: int | None = None) -> None:
+        """The ``policy`` expectation from Python, with the same failure message."""
+        if verdict not in ("allow", "block"):
+            raise ValueError("verdict: allow or block")
+        expect = PolicyExpect(group, target, self._service(target, service), verdict, sample)
+        self._raise_unless(evaluate.policy(self.run, expect))
+
+    def assert_path(self, group: str, target: str, service: Any = None, *,
+                    via: str | None = None, fail: str | None = None,
+                    within: Any = None) -> None:
+        """The ``path`` expectation; with ``within``, ``fail`` (default ``via``) is failed
+        mid-flow and restored afterwards."""
+        assert self.site.lab is not None
+        via = via or self.site.lab.wans[0].name
+        failover = Failover(fail or via, _seconds(within)) if within is not None else None
+        expect = PathExpect(group, target, self._service(target, service, "udp"), via,
+                            failover)
+        self._raise_unless(evaluate.path(self.run, expect))
+
+    def assert_throughput(self, group: str, target: str, service: Any = None, *,
+                          rate: Any, min: Any = None, max_loss: Any = None,
+                          duration: Any = "10s") -> None:
+        """The ``throughput`` expectation from Python."""
+        expect = ThroughputExpect(group, target, self._service(target, service, "udp"),
+                                  _bps(rate), _bps(min) if min is not None else None,
+                                  parse_percent(max_loss) if max_loss is not None else None,
+                                  _seconds(duration))
+        self._raise_unless(evaluate.throughput(self.run, expect))
 
 
 class FleetFactory:

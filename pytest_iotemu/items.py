@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from . import traffic
-from .checks import (ExpectationFailed, judge_dhcp, judge_path, judge_policy, judge_resources,
-                     judge_throughput)
+from . import evaluate
+from .checks import ExpectationFailed, judge_dhcp, judge_resources
 from .engine import EngineCommandError, EngineError
 from .lab import LabError
 from .run import RunUnavailable, SiteRun
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
 NEEDS_RESPONDERS = ("needs the lab's target responders to measure what arrives; on a real "
                     "interface path and throughput are not measured")
-PATH_LEAD = 1.5  # seconds of steady flow before a WAN is failed
 
 
 class RunError(Exception):
@@ -120,99 +118,18 @@ class ExpectationItem(pytest.Item):
             pytest.skip(f"no enabled DHCP devices in {expect.group}")
         observed = run.wait_settled([d.name for d in devices], expect.within)
         lab = self.site.lab
-        verdict = judge_dhcp(expect, devices, observed, lab, on_real_interface=not self.site.is_lab)
-        self.user_properties.append(("observed", verdict.observed))
-        if not verdict.passed:
-            raise ExpectationFailed(verdict.message())
+        self._conclude(judge_dhcp(expect, devices, observed, lab,
+                                  on_real_interface=not self.site.is_lab))
 
     # --- traffic ---------------------------------------------------------------------------
-    def _senders(self, run: SiteRun, group: str) -> list:
-        """The group's devices that the engine drives, once they are bound (or out of
-        time): the ones that cannot send are reported by the judge, not skipped."""
-        driven = {d.name for d in run.devices}
-        devices = [d for d in self.site.devices_of(group) if d.name in driven]
-        if not devices:
-            pytest.skip(f"no enabled DHCP devices in {group} to send from")
-        run.wait_settled([d.name for d in devices], within=10.0, limit=60.0)
-        return devices
-
     def _policy(self, run: SiteRun, expect: PolicyExpect) -> None:
-        import random
-        devices = self._senders(run, expect.group)
-        if expect.sample is not None and expect.sample < len(devices):
-            chooser = random.Random(f"{self.spec.seed}:{self.site.name}:{expect.id}")
-            chosen = set(chooser.sample(range(len(devices)), expect.sample))
-            devices = [d for i, d in enumerate(devices) if i in chosen]
-        target = self.site.target(expect.target)
-        service = expect.service
-        results = traffic.probe(run.engine, [d.name for d in devices], str(target.address),
-                                service.proto, service.port or 0)
-        counters = run.lab.policy_counters() if run.lab is not None else None
-        verdict = judge_policy(expect, devices, results, counters)
-        self._conclude(verdict)
-
-    def _flow(self, run: SiteRun, group: str, target_name: str, port: int, rate: float,
-              duration: float, during: Any = None) -> tuple[dict, traffic.FlowRun]:
-        devices = self._senders(run, group)
-        target = self.site.target(target_name)
-        flow = traffic.start_flow(run.engine, [d.name for d in devices], str(target.address),
-                                  port, rate, duration)
-        if during is not None:
-            during(flow)
-        sent = flow.wait()
-        time.sleep(0.3)  # the last datagrams in flight
-        assert run.lab is not None
-        service = f"{port}/udp"
-        received = {ident: run.lab.flow_stats(target_name, service, ident)
-                    for _, ident in flow.jobs}
-        return traffic.flow_observations(flow, sent, received), flow
+        self._conclude(evaluate.policy(run, expect))
 
     def _path(self, run: SiteRun, expect: PathExpect) -> None:
-        lab = run.lab
-        assert lab is not None
-        failover = expect.failover
-        devices = self._senders(run, expect.group)
-        # a steady flow, fine-grained enough to time the outage: 50 datagrams a second
-        # per device, at most 2,000 a second in all
-        per_second = min(50.0, 2000.0 / len(devices))
-        size = 200
-        duration = 2.0 if failover is None else PATH_LEAD + failover.within + 2.5
-        before = lab.path_status().get("primary")
-        monitor: dict = {}
-
-        def fail_midway(flow: traffic.FlowRun) -> None:
-            time.sleep(max(0.0, flow.started + PATH_LEAD - time.monotonic()))
-            lab.fail_wan(failover.fail)
-
-        try:
-            rows, _ = self._flow(run, expect.group, expect.target, expect.service.port,
-                                 per_second * size * 8, duration,
-                                 during=fail_midway if failover is not None else None)
-            monitor = lab.path_status()
-        finally:
-            if failover is not None:
-                lab.heal_wan(failover.fail)
-                self._wait_primary(lab, before)
-        verdict = judge_path(expect, rows, monitor, before)
-        self._conclude(verdict)
-
-    @staticmethod
-    def _wait_primary(lab: Any, primary: str | None, timeout: float = 10.0) -> None:
-        """The lab restored: its path monitor back on the WAN it had before."""
-        deadline = time.monotonic() + timeout
-        while primary is not None and time.monotonic() < deadline:
-            if lab.path_status().get("primary") == primary:
-                return
-            time.sleep(0.1)
-        if primary is not None:
-            raise LabError(f"the path monitor did not return to {primary} in {timeout:g}s "
-                           "after the WAN was healed")
+        self._conclude(evaluate.path(run, expect))
 
     def _throughput(self, run: SiteRun, expect: ThroughputExpect) -> None:
-        rows, _ = self._flow(run, expect.group, expect.target, expect.service.port,
-                             expect.rate, expect.duration)
-        verdict = judge_throughput(expect, rows)
-        self._conclude(verdict)
+        self._conclude(evaluate.throughput(run, expect))
 
     def _conclude(self, verdict: Any) -> None:
         self.user_properties.append(("observed", verdict.observed))
@@ -231,11 +148,7 @@ class ExpectationItem(pytest.Item):
             if all(series.samples for series in sampler.series.values()):
                 break
             time.sleep(0.05)
-        peaks = sampler.peaks()
-        verdict = judge_resources(expect, peaks)
-        self.user_properties.append(("observed", verdict.observed))
-        if not verdict.passed:
-            raise ExpectationFailed(verdict.message())
+        self._conclude(judge_resources(expect, sampler.peaks()))
 
     def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
                          style: Any = None) -> Any:

@@ -102,6 +102,18 @@ def test_fixtures_and_the_python_api(pytester: pytest.Pytester) -> None:
             with pytest.raises(ExpectationFailed, match="0/3 of hp-printer bound within 5s "
                                                         "in pool cameras"):
                 iot_fleet.assert_dhcp("hp-printer", pool="cameras", within="5s")
+            # traffic from Python: the same probes, flows and messages as the items
+            results = iot_fleet.probe("hp-printer", "corp-files", "445/tcp")
+            assert {r["result"] for r in results.values()} == {"connected"}
+            iot_fleet.assert_policy("axis-camera", "corp-files", "445/tcp", "block")
+            with pytest.raises(ExpectationFailed, match="0/12 probes of axis-camera to "
+                                                        "corp-files 445/tcp agree with allow"):
+                iot_fleet.assert_policy("axis-camera", "corp-files", verdict="allow")
+            iot_fleet.assert_path("cisco-ip-phone", "sip-core", via="mpls")
+            with pytest.raises(ExpectationFailed, match="arrived only over internet"):
+                iot_fleet.assert_path("cisco-ip-phone", "sip-core", via="internet")
+            iot_fleet.assert_throughput("axis-camera", "camera-cloud", "554/udp",
+                                        rate="1mbps", min="900kbps", duration="2s")
             iot_metrics.add("custom-check", "ok")
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
