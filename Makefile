@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= scenarios/branch.yaml
 
-.PHONY: demo test deps venv lint bench clean
+.PHONY: demo test deps venv lint bench clean report-tools
 
 # The venv is rebuilt when the package's dependencies change.
 $(BIN)/.installed: pyproject.toml
@@ -18,11 +18,31 @@ venv: $(BIN)/.installed
 deps:
 	./scripts/install-deps.sh
 
-# The main job: the virtual branch up, the fleet bound, the expectations checked.
-demo: deps venv
+# The HTML report's tools from npm (Allure 3, and playwright-core for the Chromium check),
+# pinned in tools/package.json, installed into .tools (never committed).
+TOOLS := .tools
+$(TOOLS)/.installed: tools/package.json
+	mkdir -p $(TOOLS)
+	cp tools/package.json $(TOOLS)/package.json
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+report-tools: $(TOOLS)/.installed
+
+# The main job: the virtual branch up, the fleet bound, the expectations checked, and a
+# single-file HTML report (Allure 3), checked in headless Chromium.
+RESULTS := reports/allure-results
+REPORT  := reports/allure-report
+demo: deps venv report-tools
 	$(BIN)/iotemu validate $(SPEC)
+	rm -rf $(RESULTS) $(REPORT)
 	$(BIN)/python -m pytest -p no:cacheprovider --iot-fleet=$(SPEC) -v -rs \
-		--iot-metrics=reports/metrics.json
+		--iot-metrics=reports/metrics.json --alluredir=$(RESULTS) --iot-pcap=on-failure \
+		|| status=$$?; \
+	$(TOOLS)/node_modules/.bin/allure awesome $(RESULTS) --single-file -o $(REPORT) \
+		--report-name "pytest-iotemu: $(SPEC)" >/dev/null && \
+	IOTEMU_TOOLS=$(TOOLS) node scripts/check_report.mjs $(REPORT) "DORA latency" "dhcp[" && \
+	echo "report: $(REPORT)/index.html" && exit $${status:-0}
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -25,6 +25,7 @@ class Verdict:
     summary: str  # expected vs observed, one line
     details: list[str] = field(default_factory=list)  # the devices that did not count
     observed: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # per device, for reports
 
     def message(self) -> str:
         return "\n".join([self.summary, *self.details])
@@ -75,8 +76,12 @@ def judge_dhcp(expect: DhcpExpect, devices: list[Device], observed: dict[str, di
     if expect.pool is not None and lab is not None:
         pool_range = lab.pool(expect.pool).range
     counted, problems = [], []
+    rows = []
     for device in devices:
         entry = observed.get(device.name, {})
+        rows.append({"device": device.name, "mac": device.mac, "state": entry.get("state"),
+                     "ip": entry.get("ip"), "bound_after": entry.get("bound_after"),
+                     "retransmits": entry.get("retransmits"), "last_seen": entry.get("last_seen")})
         who = f"{device.name} {device.mac}"
         after = entry.get("bound_after")
         if entry.get("ip") is None or after is None:
@@ -119,8 +124,11 @@ def judge_dhcp(expect: DhcpExpect, devices: list[Device], observed: dict[str, di
     summary = (f"{len(counted)}/{size} of {expect.group} {what} "
                f"(expected at least {required}, bound: {expect.bound})")
     details = _capped([line for _, line in problems])
+    failing = {device.name for device, _ in problems}
+    for row in rows:
+        row["agrees"] = row["device"] not in failing
     return Verdict(passed, summary, details, {"counted": len(counted), "size": size,
-                                              "required": required})
+                                              "required": required}, rows)
 
 
 def judge_resources(expect: ResourcesExpect, peaks: dict[str, float | None]) -> Verdict:
@@ -181,11 +189,16 @@ def judge_policy(expect: PolicyExpect, probed: list[Device],
     proto = expect.service.proto
     disagree = []
     tally: dict[str, int] = {}
+    rows = []
     for device in probed:
         entry = results.get(device.name, {})
         result = entry.get("result", "no result")
         tally[result] = tally.get(result, 0) + 1
-        if verdict_of(proto, result) != expect.verdict:
+        agrees = verdict_of(proto, result) == expect.verdict
+        rows.append({"device": device.name, "mac": device.mac, "result": result,
+                     "rtt": entry.get("rtt"), "ttl": entry.get("ttl"),
+                     "detail": entry.get("detail"), "agrees": agrees})
+        if not agrees:
             disagree.append(f"{device.name} {device.mac}: {_describe_probe(entry)}")
     seen = ", ".join(f"{n} {r}" for r, n in sorted(tally.items()))
     summary = (f"{len(probed) - len(disagree)}/{len(probed)} probes of {expect.group} to "
@@ -195,7 +208,7 @@ def judge_policy(expect: PolicyExpect, probed: list[Device],
         details += _counter_lines(counters)
     return Verdict(not disagree and bool(probed), summary, details,
                    {"results": tally, "probed": len(probed), "disagree": len(disagree),
-                    "counters": counters or {}})
+                    "counters": counters or {}}, rows)
 
 
 def _wans(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
@@ -206,6 +219,25 @@ def _wans(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
     return total
 
 
+def _path_problem(expect: PathExpect, name: str, row: dict[str, Any]) -> str | None:
+    wans = row.get("by_wan", {})
+    shown = ", ".join(f"{w} {n}" for w, n in sorted(wans.items())) or "nothing"
+    if not row.get("received"):
+        return (f"{name} {row.get('ip') or 'not bound'}: nothing arrived at {expect.target} "
+                f"(sent {row.get('sent', 0)})")
+    if expect.failover is None:
+        if any(w != expect.via for w in wans):
+            return f"{name} {row['ip']}: arrived over {shown}, expected all over {expect.via}"
+        return None
+    limit = expect.failover.within
+    if row["outage"] > limit:
+        return (f"{name} {row['ip']}: outage {row['outage']:.2f}s, above "
+                f"{format_duration(limit)} (arrived over {shown})")
+    if expect.failover.fail == expect.via and set(wans) <= {expect.via}:
+        return f"{name} {row['ip']}: never left {expect.via} (arrived over {shown})"
+    return None
+
+
 def judge_path(expect: PathExpect, rows: dict[str, dict[str, Any]],
                monitor: dict[str, Any] | None = None, wan_before: str | None = None
                ) -> Verdict:
@@ -213,26 +245,12 @@ def judge_path(expect: PathExpect, rows: dict[str, dict[str, Any]],
     datagram must arrive over ``via``; with it, the flow must leave the failed WAN and its
     outage (largest gap, a silent tail included) must be at most ``within``."""
     problems = []
+    failing: set[str] = set()
     for name, row in sorted(rows.items()):
-        wans = row.get("by_wan", {})
-        shown = ", ".join(f"{w} {n}" for w, n in sorted(wans.items())) or "nothing"
-        if not row.get("received"):
-            problems.append(f"{name} {row.get('ip') or 'not bound'}: nothing arrived at "
-                            f"{expect.target} (sent {row.get('sent', 0)})")
-            continue
-        if expect.failover is None:
-            other = {w: n for w, n in wans.items() if w != expect.via}
-            if other:
-                problems.append(f"{name} {row['ip']}: arrived over {shown}, expected all "
-                                f"over {expect.via}")
-            continue
-        limit = expect.failover.within
-        if row["outage"] > limit:
-            problems.append(f"{name} {row['ip']}: outage {row['outage']:.2f}s, above "
-                            f"{format_duration(limit)} (arrived over {shown})")
-        elif expect.failover.fail == expect.via and set(wans) <= {expect.via}:
-            problems.append(f"{name} {row['ip']}: never left {expect.via} (arrived over "
-                            f"{shown})")
+        problem = _path_problem(expect, name, row)
+        if problem:
+            problems.append(problem)
+            failing.add(name)
     total = _wans(rows)
     per_wan = ", ".join(f"{w} {n}" for w, n in sorted(total.items())) or "nothing"
     outages = [r["outage"] for r in rows.values() if r.get("received")]
@@ -253,9 +271,10 @@ def judge_path(expect: PathExpect, rows: dict[str, dict[str, Any]],
         state = ", ".join(f"{w} {'up' if s.get('up') else 'down'}" for w, s in wans.items())
         details.append(f"path monitor: primary {monitor.get('primary')}"
                        + (f" (was {wan_before})" if wan_before else "") + f"; {state}")
+    table = [{"device": n, **r, "agrees": n not in failing} for n, r in sorted(rows.items())]
     return Verdict(not problems and bool(rows), summary, details,
                    {"per_wan": total, "largest_outage": max(outages) if outages else None,
-                    "flows": len(rows)})
+                    "flows": len(rows)}, table)
 
 
 def judge_throughput(expect: ThroughputExpect, rows: dict[str, dict[str, Any]]) -> Verdict:
@@ -294,7 +313,10 @@ def judge_throughput(expect: ThroughputExpect, rows: dict[str, dict[str, Any]]) 
     if not loss_ok or problems:
         details.append("datagrams per WAN: " + (", ".join(
             f"{w} {n}" for w, n in sorted(_wans(rows).items())) or "nothing"))
+    floor = expect.min or 0.0
+    table = [{"device": n, **r, "agrees": r.get("achieved", 0.0) >= floor}
+             for n, r in sorted(rows.items())]
     return Verdict(loss_ok and not problems and bool(rows), summary, details,
                    {"loss": round(loss, 6), "sent": sent, "received": received,
                     "slowest": min(achieved) if achieved else None,
-                    "mean": sum(achieved) / len(achieved) if achieved else None})
+                    "mean": sum(achieved) / len(achieved) if achieved else None}, table)

@@ -27,10 +27,14 @@ class IotConfig:
     baseline: Path | None = None
     save_baseline: Path | None = None
     tolerance: float = 0.10
+    pcap: str = "off"  # off | on-failure | always
 
     @property
     def active(self) -> bool:
         return bool(self.fleets)
+
+
+PCAP_MODES = ("off", "on-failure", "always")
 
 
 def parse_interfaces(values: Iterable[str], source: str) -> dict[str, str]:
@@ -106,13 +110,16 @@ def resolve(options: Mapping[str, Any], ini: Mapping[str, Any], invocation_dir: 
         raise ConfigError(f"--iot-tolerance: expected a percentage such as 10%, got "
                           f"{tolerance_text!r}")
     tolerance = float(match.group(1)) / 100
+    pcap = str(options.get("iot_pcap") or ini.get("iot_pcap") or "off").strip().lower()
+    if pcap not in PCAP_MODES:
+        raise ConfigError(f"--iot-pcap: expected one of {', '.join(PCAP_MODES)}, got {pcap!r}")
     return IotConfig(fleets=fleets, interfaces=interfaces, profile_files=profiles,
                      engines=engines, metrics=metrics,
                      allow_live=bool(options.get("iot_allow_live") or ini.get("iot_allow_live")),
                      scale=scale,
                      keep_lab=bool(options.get("iot_keep_lab") or ini.get("iot_keep_lab")),
                      baseline=one_path("iot_baseline"), save_baseline=one_path("iot_save_baseline"),
-                     tolerance=tolerance)
+                     tolerance=tolerance, pcap=pcap)
 
 
 def _number(option: Any, ini: Any, name: str, kind: type, default: Any) -> Any:

@@ -40,8 +40,10 @@ def policy(run: SiteRun, expect: PolicyExpect) -> Verdict:
         devices = [d for i, d in enumerate(devices) if i in chosen]
     target = run.site.target(expect.target)
     service = expect.service
-    results = traffic.probe(run.engine, [d.name for d in devices], str(target.address),
-                            service.proto, service.port or 0)
+    with run._step(f"probe {service} on {expect.target} ({target.address}) from "
+                   f"{len(devices)} devices"):
+        results = traffic.probe(run.engine, [d.name for d in devices], str(target.address),
+                                service.proto, service.port or 0)
     counters = run.lab.policy_counters() if run.lab is not None else None
     return judge_policy(expect, devices, results, counters)
 
@@ -51,12 +53,14 @@ def _flow(run: SiteRun, group: str, target_name: str, port: int, rate: float,
           during: Callable[[traffic.FlowRun], None] | None = None) -> dict[str, dict]:
     devices = senders(run, group)
     target = run.site.target(target_name)
-    flow = traffic.start_flow(run.engine, [d.name for d in devices], str(target.address),
-                              port, rate, duration, size=size)
-    if during is not None:
-        during(flow)
-    sent = flow.wait()
-    time.sleep(0.3)  # the last datagrams in flight
+    with run._step(f"UDP flow to {target_name} {port}/udp from {len(devices)} devices, "
+                   f"{rate / 1e6:g} Mbit/s each for {duration:g}s"):
+        flow = traffic.start_flow(run.engine, [d.name for d in devices],
+                                  str(target.address), port, rate, duration, size=size)
+        if during is not None:
+            during(flow)
+        sent = flow.wait()
+        time.sleep(0.3)  # the last datagrams in flight
     assert run.lab is not None
     received = {ident: run.lab.flow_stats(target_name, f"{port}/udp", ident)
                 for _, ident in flow.jobs}
@@ -76,7 +80,8 @@ def path(run: SiteRun, expect: PathExpect) -> Verdict:
     def fail_midway(flow: traffic.FlowRun) -> None:
         assert failover is not None
         time.sleep(max(0.0, flow.started + PATH_LEAD - time.monotonic()))
-        lab.fail_wan(failover.fail)
+        with run._step(f"fail WAN {failover.fail} (black hole on its far side)"):
+            lab.fail_wan(failover.fail)
 
     try:
         rows = _flow(run, expect.group, expect.target, expect.service.port,
@@ -85,8 +90,9 @@ def path(run: SiteRun, expect: PathExpect) -> Verdict:
         monitor = lab.path_status()
     finally:
         if failover is not None:
-            lab.heal_wan(failover.fail)
-            wait_primary(lab, before)
+            with run._step(f"heal WAN {failover.fail}; path monitor back on {before}"):
+                lab.heal_wan(failover.fail)
+                wait_primary(lab, before)
     return judge_path(expect, rows, monitor, before)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from . import evaluate
+from . import evaluate, report
 from .checks import ExpectationFailed, judge_dhcp, judge_resources
 from .engine import EngineCommandError, EngineError
 from .lab import LabError
@@ -71,8 +71,11 @@ class ExpectationItem(pytest.Item):
 
     def _run(self) -> SiteRun:
         session: IotSession = self.config.stash[_session_key()]
+        run = session.site_run(self.spec, self.site)
+        run.step = (lambda title: report.step(self.config, title)) \
+            if report.enabled(self.config) else None
         try:
-            return session.site_run(self.spec, self.site).start()
+            return run.start()
         except RunUnavailable as exc:
             raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
         except (LabError, EngineError, EngineCommandError, OSError) as exc:
@@ -83,12 +86,28 @@ class ExpectationItem(pytest.Item):
         """The site's fleet starts here (once per session): a lab that cannot start or an
         engine that dies on the way is an error of the item, not a failure."""
         self.run: SiteRun | None = None
+        self.verdict: Any = None
+        report.label(self)
         if isinstance(self.entry.expect, (PathExpect, ThroughputExpect)) \
                 and not self.site.is_lab:
             raise pytest.skip.Exception(NEEDS_RESPONDERS, _use_item_location=True)
         self.run = self._run()
+        report.label_run(self, self.run)
 
     def runtest(self) -> None:
+        started = time.time()
+        failed = True
+        try:
+            self._runtest()
+            failed = False
+        finally:
+            if self.verdict is not None:
+                report.attach_outcome(self, self.run, self.verdict)
+            elif failed:
+                report.attach_failure_context(self, self.run)
+            report.attach_capture(self, self.run, self.verdict, started, failed)
+
+    def _runtest(self) -> None:
         expect = self.entry.expect
         run = self.run
         assert run is not None
@@ -116,7 +135,9 @@ class ExpectationItem(pytest.Item):
                 pytest.skip(f"group {group.name} is disabled (enabled: false)")
         if not devices:
             pytest.skip(f"no enabled DHCP devices in {expect.group}")
-        observed = run.wait_settled([d.name for d in devices], expect.within)
+        with report.step(self.config, f"wait until the {len(devices)} devices of "
+                         f"{expect.group} are bound or past {expect.within:g}s"):
+            observed = run.wait_settled([d.name for d in devices], expect.within)
         lab = self.site.lab
         self._conclude(judge_dhcp(expect, devices, observed, lab,
                                   on_real_interface=not self.site.is_lab))
@@ -132,6 +153,7 @@ class ExpectationItem(pytest.Item):
         self._conclude(evaluate.throughput(run, expect))
 
     def _conclude(self, verdict: Any) -> None:
+        self.verdict = verdict
         self.user_properties.append(("observed", verdict.observed))
         if not verdict.passed:
             raise ExpectationFailed(verdict.message())

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from . import report
 from .config import ConfigError, IotConfig, resolve
 from .fleet import FleetFactory, FleetHandle
 from .items import ExpectationItem, RunError, SpecFile
@@ -46,6 +47,10 @@ _OPTIONS = (
      "(default: 10 percent)."),
     ("--iot-save-baseline", "iot_save_baseline", "string", "store",
      "save this run's metrics as a baseline file."),
+    ("--iot-pcap", "iot_pcap", "string", "store",
+     "capture the fleet's traffic (a ring on the lab's LAN bridge or the interface) and "
+     "attach each item's devices' share to the Allure report: off (default), on-failure "
+     "or always. Needs --alluredir."),
 )
 
 
@@ -73,6 +78,9 @@ def pytest_configure(config: pytest.Config) -> None:
         iot_config = resolve(options, ini_values, Path(config.invocation_params.dir), ini_dir)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if iot_config.pcap != "off" and not report.enabled(config):
+        raise pytest.UsageError(f"--iot-pcap={iot_config.pcap}: captures are attached to the "
+                                "Allure report; add --alluredir=DIR")
     if not iot_config.active:
         config.stash[SESSION_KEY] = IotSession(iot_config, ())
         return
@@ -171,6 +179,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if worker is not None:  # an xdist worker: the controller reports and judges
         session.config.workeroutput["iotemu_sites"] = local  # type: ignore[attr-defined]
         return
+    report.write_session_files(session.config, iot.specs)
     iot.sites = local + iot.remote_sites
     if not iot.sites:
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ class RunOptions:
     sample_interval: float = 0.5
     engines: int | None = None  # --iot-engines: overrides the site's `engines:`
     on_event: Any = None  # also called with every engine event (iotemu run --jsonl)
+    capture: bool = False  # --iot-pcap: a ring capture for the session
 
 
 @dataclass
@@ -44,6 +46,13 @@ class SiteRun:
     _closed: bool = False
     devices: list = field(default_factory=list)
     progress: Any = None  # called with a line of progress during long waits
+    capture: Any = None  # a capture.Capture while --iot-pcap is on
+    step: Any = None  # a context manager factory: step(title), for reports
+    _capture_dir: Any = None
+
+    def _step(self, title: str):
+        from contextlib import nullcontext
+        return self.step(title) if self.step is not None else nullcontext()
 
     def start(self) -> "SiteRun":
         if self.error is not None:
@@ -68,8 +77,12 @@ class SiteRun:
         self.metrics.sampler = sampler
         count = self.options.engines or site.engines
         if site.is_lab:
-            self.lab = Lab(site, detached=self.options.keep_lab, engine_ports=count,
-                           spec_path=self.spec.source).build()
+            with self._step(f"lab up: {site.lab.dhcp_server if site.lab else ''} branch "
+                            f"in namespaces"):
+                self.lab = Lab(site, detached=self.options.keep_lab, engine_ports=count,
+                               spec_path=self.spec.source).build()
+                if self.options.capture:
+                    self.capture = self.lab.start_capture()
             ports = self.lab.engine_interfaces()
             allow_live = False
             sampler.watch("dhcp", self.lab.daemons["dhcp"].pid)
@@ -80,22 +93,35 @@ class SiteRun:
                                      f"{site.interface}: sending there needs --iot-allow-live "
                                      "(or allow_live: true in the spec)")
             ports = [(None, site.interface)] * count  # shards share the real interface
+            if self.options.capture:
+                self._start_live_capture(site.interface)
         clients = [EngineClient(iface, netns=netns, allow_live=allow_live,
                                 seed=self.spec.seed + i) for i, (netns, iface) in enumerate(ports)]
         self.engine = clients[0] if count == 1 else EngineGroup(clients)
         self.engine.subscribe(self.metrics.on_event)
         if self.options.on_event is not None:
             self.engine.subscribe(self.options.on_event)
-        self.engine.start(**site.pacing.hello())
-        for i, client in enumerate(clients):
-            sampler.watch("engine" if count == 1 else f"engine-{i}",
-                          client.process.pid if client.process else None)
-        sampler.start()
-        self.devices = [d for d in site.devices if d.enabled and d.static_ip is None]
-        if self.devices:
-            self.engine.add_devices(self.devices)
-            self.engine.call("start")
+        with self._step(f"fleet start: {count} engine(s), "
+                        f"{sum(1 for d in site.devices if d.enabled and d.static_ip is None)}"
+                        " DHCP devices"):
+            self.engine.start(**site.pacing.hello())
+            for i, client in enumerate(clients):
+                sampler.watch("engine" if count == 1 else f"engine-{i}",
+                              client.process.pid if client.process else None)
+            sampler.start()
+            self.devices = [d for d in site.devices if d.enabled and d.static_ip is None]
+            if self.devices:
+                self.engine.add_devices(self.devices)
+                self.engine.call("start")
         self.started_at = time.monotonic()
+
+    def _start_live_capture(self, iface: str) -> None:
+        import tempfile
+        from .capture import Capture
+        self._capture_dir = tempfile.TemporaryDirectory(prefix="iotemu-pcap-")
+        capture = Capture(Path(self._capture_dir.name), iface)
+        capture.daemon_for().start()
+        self.capture = capture
 
     def observed(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
         assert self.engine is not None
@@ -149,5 +175,9 @@ class SiteRun:
             self.metrics.sampler.stop()
         if self.engine is not None:
             self.engine.close()
+        if self._capture_dir is not None:  # a real interface's capture: ours to end
+            if self.capture is not None and self.capture.daemon is not None:
+                self.capture.daemon.stop()
+            self._capture_dir.cleanup()
         if self.lab is not None and not self.options.keep_lab:
             self.lab.teardown()

@@ -14,6 +14,7 @@ PACKAGES=(
   ethtool           # offloads on lab links
   libpcap0.8        # BPF compilation for scapy in tests
   isc-dhcp-client   # dhclient: a real DHCP client for the lab tests
+  chromium          # headless check that the HTML report renders
 )
 
 missing=()
@@ -22,6 +23,13 @@ for pkg in "${PACKAGES[@]}"; do
     missing+=("$pkg")
   fi
 done
+
+# Node.js and npm for the report tools (`make report-tools`): Debian's, unless the
+# machine already has an npm (a NodeSource nodejs bundles its own; Debian's npm would
+# conflict with it).
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: all present"

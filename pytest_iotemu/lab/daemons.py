@@ -16,7 +16,8 @@ from .state import process_start_time
 PACKAGES = {
     "ip": "iproute2", "dnsmasq": "dnsmasq-base", "kea-dhcp4": "kea-dhcp4-server",
     "ethtool": "ethtool", "nft": "nftables", "dhclient": "isc-dhcp-client",
-    "tc": "iproute2",
+    "tc": "iproute2", "tcpdump": "tcpdump", "tshark": "tshark", "mergecap": "tshark",
+    "editcap": "tshark",
 }
 
 
@@ -46,7 +47,7 @@ def tail(path: Path, lines: int = 15) -> str:
 @dataclass
 class Daemon:
     name: str
-    namespace: str
+    namespace: str | None  # None: the caller's own namespace (a real interface)
     argv: list[str]
     log: Path  # the daemon's stdout/stderr
     ready: Callable[[], bool]
@@ -58,8 +59,9 @@ class Daemon:
     def start(self, timeout: float = 10.0) -> "Daemon":
         require(self.argv[0])
         with open(self.log, "ab") as out:
+            prefix = ["ip", "netns", "exec", self.namespace] if self.namespace else []
             self.process = subprocess.Popen(
-                ["ip", "netns", "exec", self.namespace, *self.argv], stdout=out,
+                [*prefix, *self.argv], stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **(self.env or {})}, start_new_session=True)
         self.start_time = process_start_time(self.process.pid)

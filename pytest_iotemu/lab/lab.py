@@ -303,6 +303,15 @@ class Lab:
                                d / "responder.out", file_contains(d / "responder.out", "ready"),
                                env={"PYTHONPATH": os.pathsep.join(sys.path)}))
 
+    def start_capture(self):
+        """A ring capture of the LAN bridge (every device frame crosses it), stopped and
+        removed with the lab; see ``pytest_iotemu.capture``."""
+        from ..capture import Capture
+        assert self.plan is not None
+        capture = Capture(self.dir, "br0", namespace=self.plan.ns("lan"))
+        self._start(capture.daemon_for())
+        return capture
+
     # --- using the lab --------------------------------------------------------------------
     def namespace(self, role: str) -> str:
         assert self.plan is not None

@@ -157,6 +157,10 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     (["--iot-engines=many"], "--iot-engines: expected a number, got 'many'"),
     (["--iot-scale=0"], "--iot-scale: expected a factor above 0 (at most 1000), got 0.0"),
     (["--iot-tolerance=ten"], "--iot-tolerance: expected a percentage such as 10%, got 'ten'"),
+    (["--iot-pcap=sometimes", "--alluredir=r"],
+     "--iot-pcap: expected one of off, on-failure, always, got 'sometimes'"),
+    (["--iot-pcap=always"], "--iot-pcap=always: captures are attached to the Allure report; "
+                            "add --alluredir=DIR"),
 ])
 def test_bad_numeric_options(pytester: pytest.Pytester, args: list, message: str) -> None:
     pytester.makefile(".yaml", branch=BRANCH)
