@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from ..profiles.model import CLIENT_ID_TYPES, DhcpFingerprint
 from ..protocols import ArpCache, Counters, DeviceCore, LocalProtocolError, State
 from ..protocols.dhcp_wire import peek_chaddr
+from ..protocols.traffic import next_hop
 from ..protocols.frames import BROADCAST_MAC, ip_bytes, ip_text, mac_bytes, mac_text
 from ..spec.units import UnitError, parse_mac
 
@@ -41,6 +42,23 @@ class Dev:
     ip: bytes | None = None  # its key in Engine.by_ip
     probe_ip: bytes | None = None  # its key in Engine.probing
     index: int = 0  # the device id carried in its flows' datagrams
+
+
+@dataclass
+class PendingFlow:
+    """A flow command: its devices with their next hops, then its schedule."""
+
+    job: int
+    target: bytes
+    port: int
+    rate: float
+    size: int
+    duration: float
+    tos: int
+    created: float
+    devices: list = field(default_factory=list)  # (Dev, hop address, source port)
+    schedule: Any = None
+    by_sender: dict = field(default_factory=dict)
 
 
 # how many probes and flows keep their results for *_results (the oldest go first)
@@ -143,6 +161,10 @@ class Engine:
         # devices whose probes or flows wait for a neighbour's MAC: one ARP answer (to
         # whichever device asked) serves them all
         self.resolving: dict[bytes, Dev] = {}
+        self.pending_flows: dict[int, PendingFlow] = {}
+        # where flow datagrams go: the engine process sends them straight to its socket
+        # (the buffer is reused, so a sink must consume it at once); here, a copy is kept
+        self.flow_sink = lambda frame: self.frames.append(bytes(frame))
 
     # --- commands -----------------------------------------------------------------------
     def command(self, cmd: str, args: dict[str, Any], now: float) -> dict[str, Any]:
@@ -390,7 +412,7 @@ class Engine:
     def cmd_flow(self, args: dict, now: float) -> dict:
         """A sequence-numbered UDP flow from each selected bound device to
         ``target:port``: ``rate`` payload bit/s in ``size``-byte datagrams for
-        ``duration`` seconds, IP TOS ``tos``."""
+        ``duration`` seconds, IP TOS ``tos``; all devices on one schedule."""
         from ..protocols.flows import MAX_SIZE, MIN_SIZE
         target, port = self._target(args)
         if not port:
@@ -405,15 +427,84 @@ class Engine:
         tos = _int(args, "tos", 0, 255) if "tos" in args else 0
         job, bound, not_bound = self._new_job(self.flows, self.select(args),
                                               {"target": ip_text(target), "port": port})
+        flow = PendingFlow(job, target, port, float(rate), size, float(duration), tos, now)
         for dev in bound:
-            dev.core.traffic.flow(job, target, port, dev.core.address, dev.core.dhcp.lease,
-                                  now, rate=float(rate), size=size, duration=float(duration),
-                                  tos=tos)
-            self._track_resolving(dev)
-            self._after(dev, now)
+            hop = next_hop(target, dev.core.dhcp.lease)
+            if hop is None:
+                self.flows[job]["results"][dev.name] = {"sent": 0, "bytes": 0,
+                                                        "error": "no_route"}
+                continue
+            flow.devices.append((dev, hop[0], dev.core.traffic.next_port()))
+        self.pending_flows[job] = flow
+        self._advance_flows(now)
         return {"flow": job, "started": len(bound), "not_bound": not_bound,
                 "devices": {d.name: {"id": d.index, "ip": ip_text(d.core.address)}
                             for d in bound}}
+
+    def _advance_flows(self, now: float) -> None:
+        """Start the flows whose next hops are known (asking once a second for the others,
+        giving up after 3 s), and drop the finished ones."""
+        from ..protocols.arp import request_for
+        from ..protocols.flows import FlowSchedule, FlowSender
+        for job, flow in list(self.pending_flows.items()):
+            if flow.schedule is not None:
+                if flow.schedule.done:
+                    self._flow_done(flow, now)
+                continue
+            missing = {}
+            for dev, hop, _port in flow.devices:
+                if self.arp.lookup(hop, now) is None:
+                    missing.setdefault(hop, dev)
+            if missing and now - flow.created < 3.0:
+                for hop, dev in missing.items():
+                    if self.arp.needs_request(hop, now) and dev.core.address is not None:
+                        self.frames.append(request_for(dev.mac, dev.core.address, hop))
+                continue
+            senders = []
+            for dev, hop, sport in flow.devices:
+                mac = self.arp.lookup(hop, now)
+                if mac is None or dev.core.address is None:
+                    self.flows.get(job, {"results": {}})["results"][dev.name] = {
+                        "sent": 0, "bytes": 0, "error": "unresolved"}
+                    continue
+                sender = FlowSender(job, dev.index, dev.mac, dev.core.address, sport,
+                                    flow.target, flow.port, mac, size=flow.size, tos=flow.tos)
+                senders.append(sender)
+                flow.by_sender[id(sender)] = dev
+            flow.schedule = FlowSchedule(senders, rate=flow.rate, size=flow.size,
+                                         duration=flow.duration, start=now)
+            if not senders:
+                self._flow_done(flow, now)
+
+    def _flow_done(self, flow: "PendingFlow", now: float) -> None:
+        del self.pending_flows[flow.job]
+        entry = self.flows.get(flow.job)
+        for sender in flow.schedule.senders if flow.schedule else []:
+            dev = flow.by_sender[id(sender)]
+            result = {"sent": sender.sent, "bytes": sender.bytes}
+            if entry is not None:
+                entry["results"][dev.name] = result
+            self.counters["flow.done"] += 1
+            self.events.append({"type": "device.flow", "device": dev.name, "group": dev.group,
+                                "flow": flow.job, "target": ip_text(flow.target),
+                                "port": flow.port, **result})
+
+    def _run_flows(self, now: float) -> None:
+        for flow in list(self.pending_flows.values()):
+            if flow.schedule is not None and not flow.schedule.done:
+                flow.schedule.on_timer(now, self.flow_sink)
+        self._advance_flows(now)
+
+    def _flow_deadline(self) -> float | None:
+        best = None
+        for flow in self.pending_flows.values():
+            when = flow.schedule.next_timer() if flow.schedule is not None else \
+                self._now + 0.05  # waiting for ARP: look again shortly
+            if when is None:
+                when = self._now  # done: to be collected
+            if best is None or when < best:
+                best = when
+        return best
 
     def _track_resolving(self, dev: Dev) -> None:
         if dev.core.traffic.resolving():
@@ -507,6 +598,10 @@ class Engine:
         if self.waiting and len(self.outstanding) < int(self.pacer.window):
             pacing = self.pacer.next_start(self._now)
         device = self._next_device_deadline()
+        if self.pending_flows:
+            flows = self._flow_deadline()
+            device = flows if device is None or (flows is not None and flows < device) \
+                else device
         if pacing is None or (device is not None and device < pacing):
             return device
         return pacing
@@ -533,6 +628,8 @@ class Engine:
                 self.pacer.shrink()
                 self.counters["retransmits"] += dev.core.dhcp.retransmits - before
             self._after(dev, now)
+        if self.pending_flows:
+            self._run_flows(now)
         self.pace(now)
 
     def _schedule(self, dev: Dev) -> None:
@@ -560,8 +657,11 @@ class Engine:
             return
         dev.core.receive(frame, now, unfilled)
         self._after(dev, now)
-        if self.resolving and frame[12:14] == b"\x08\x06":
-            self._kick_resolving(now)
+        if frame[12:14] == b"\x08\x06":
+            if self.resolving:
+                self._kick_resolving(now)
+            if self.pending_flows:
+                self._advance_flows(now)
 
     def _arp_broadcast(self, frame: bytes, now: float) -> None:
         from ..protocols.frames import Malformed, parse_arp
@@ -573,6 +673,8 @@ class Engine:
         self.arp.learn(packet, now)
         if self.resolving:
             self._kick_resolving(now)
+        if self.pending_flows:
+            self._advance_flows(now)
         targets = []
         for ip in (packet.target_ip, packet.sender_ip):
             dev = self.probing.get(ip)
@@ -635,16 +737,13 @@ class Engine:
             if dev.bound_at is None and dev.started is not None:
                 dev.bound_at = when
                 self.latencies.append(when - dev.started)
-        elif kind in ("probe.result", "flow.done"):
-            table = self.probes if kind == "probe.result" else self.flows
-            entry = table.get(data["probe" if kind == "probe.result" else "flow"])
+        elif kind == "probe.result":
+            entry = self.probes.get(data["probe"])
             if entry is not None:
-                entry["results"][dev.name] = {k: v for k, v in data.items()
-                                              if k not in ("probe", "flow")}
+                entry["results"][dev.name] = {k: v for k, v in data.items() if k != "probe"}
             self.counters[kind] += 1
-            self.events.append({"type": "device.probe" if kind == "probe.result"
-                                else "device.flow", "device": dev.name, "group": dev.group,
-                                **data})
+            self.events.append({"type": "device.probe", "device": dev.name,
+                                "group": dev.group, **data})
             return
         elif kind in ("dhcp.expired", "dhcp.nak", "dhcp.declined"):
             if dev.mac not in self.outstanding and kind != "dhcp.declined":

@@ -37,6 +37,7 @@ class EngineProcess:
         self.inbuf = b""
         self.stop_reason: str | None = None
         self.pending_frames: list[bytes] = []
+        engine.flow_sink = sock.send  # flow datagrams straight out (False: socket full)
 
     # --- output -------------------------------------------------------------------------
     def emit(self, kind: str, **fields: Any) -> None:

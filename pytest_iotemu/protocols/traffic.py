@@ -1,5 +1,6 @@
-"""One device's traffic (sans-I/O): policy probes (TCP, UDP, ICMP) and UDP flows, with
-next-hop resolution through the shared ARP cache.
+"""One device's probes (sans-I/O): TCP, UDP and ICMP, with next-hop resolution through
+the shared ARP cache. (Flows, which many devices send on one schedule, live in
+``flows.py`` and are driven by the engine.)
 
 A probe ends with one ``probe.result`` event:
 
@@ -12,8 +13,6 @@ A probe ends with one ``probe.result`` event:
 ``unresolved``  the next hop never answered ARP (the device could not send at all)
 ``no_route``    the device's lease has no router for that destination
 ==============  =================================================================
-
-A flow ends with one ``flow.done`` event carrying what was sent.
 """
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ from typing import Any
 
 from .arp import ArpCache, request_for
 from .core import Outbox
-from .flows import FlowSender
 from .frames import (ETH_P_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IcmpError, Ipv4Packet,
                      TcpSegment, UdpDatagram, checksum, ethernet, icmp_echo, ip_text, ipv4,
                      udp)
@@ -38,10 +36,10 @@ ARP_RETRY = 1.0
 
 @dataclass
 class Job:
-    """A probe or a flow waiting for its next hop, or under way."""
+    """A probe waiting for its next hop, or under way."""
 
-    kind: str  # tcp | udp | icmp | flow
-    key: Any  # the probe or flow id the engine gave
+    kind: str  # tcp | udp | icmp
+    key: Any  # the probe id the engine gave
     dst: bytes
     port: int
     started: float
@@ -51,7 +49,6 @@ class Job:
     routed: bool = True
     sport: int = 0
     conn: TcpConnection | None = None
-    flow: FlowSender | None = None
     params: dict | None = None
     sent_at: float = 0.0
     tries: int = 0
@@ -74,6 +71,10 @@ class Traffic:
         return bool(self.jobs)
 
     # --- starting ------------------------------------------------------------------------
+    def next_port(self) -> int:
+        """An ephemeral port no job of this device uses."""
+        return self._next_port()
+
     def _next_port(self) -> int:
         in_use = {job.sport for job in self.jobs}
         while True:
@@ -83,27 +84,15 @@ class Traffic:
 
     def _route(self, job: Job, lease: dict) -> bool:
         """Sets the job's next hop; False when there is none."""
-        from .dhcp import network_of
-        network = network_of(lease)
-        if network is not None and ipaddress.IPv4Address(job.dst) in network:
-            job.hop, job.routed = job.dst, False
-            return True
-        routers = lease.get("router") or []
-        if not routers:
+        hop = next_hop(job.dst, lease)
+        if hop is None:
             return False
-        job.hop = bytes(int(part) for part in routers[0].split("."))
+        job.hop, job.routed = hop
         return True
 
     def probe(self, key: Any, proto: str, dst: bytes, port: int, address: bytes,
               lease: dict, now: float, timeout: float = 3.0) -> None:
         job = Job(proto, key, dst, port, now, timeout)
-        job.sport = self._next_port()
-        self._begin(job, address, lease, now)
-
-    def flow(self, key: Any, dst: bytes, port: int, address: bytes, lease: dict, now: float,
-             *, rate: float, size: int, duration: float, tos: int = 0) -> None:
-        job = Job("flow", key, dst, port, now, timeout=3.0,
-                  params={"rate": rate, "size": size, "duration": duration, "tos": tos})
         job.sport = self._next_port()
         self._begin(job, address, lease, now)
 
@@ -136,15 +125,8 @@ class Traffic:
             job.conn.connect(now)
         elif job.kind == "udp":
             self._send_udp(job, now)
-        elif job.kind == "icmp":
-            self._send_echo(job, now)
         else:
-            p = job.params
-            job.flow = FlowSender(job.key, self.device_id, self.mac, src, job.sport, job.dst,
-                                  job.port, job.hop_mac, self.out, rate=p["rate"],
-                                  size=p["size"], duration=p["duration"], start=now,
-                                  tos=p["tos"])
-            job.flow.on_timer(now)
+            self._send_echo(job, now)
 
     def _send_udp(self, job: Job, now: float) -> None:
         src = job.params["src"]
@@ -234,14 +216,12 @@ class Traffic:
         proto = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp"}.get(
             error.inner_proto)
         for job in self.jobs:
-            if job.done or job.kind not in (proto, "flow" if proto == "udp" else ""):
+            if job.done or job.kind != proto:
                 continue
             if job.dst != error.inner_dst or job.sport != error.sport and proto != "icmp":
                 continue
             if job.kind == "tcp" and job.conn is not None:
                 reason = job.conn.icmp_error(error.type, error.code, error.ip.src, now)
-            elif job.kind == "flow":
-                return None  # counted by the receiver as loss; nothing to end
             else:
                 self._result(job, "rejected", now, detail=f"ICMP {error.type}/{error.code} "
                              f"from {ip_text(error.ip.src)}")
@@ -260,8 +240,6 @@ class Traffic:
         return best
 
     def _job_timer(self, job: Job) -> float | None:
-        if job.flow is not None:
-            return job.flow.next_timer()
         if job.conn is not None:
             return job.conn.next_timer()
         if job.done:
@@ -278,13 +256,6 @@ class Traffic:
 
     def on_timer(self, now: float) -> None:
         for job in list(self.jobs):
-            if job.flow is not None:
-                job.flow.on_timer(now)
-                if job.flow.done and not job.done:
-                    job.done = True
-                    self.out.emit("flow.done", now, flow=job.key, sent=job.flow.sent,
-                                  bytes=job.flow.bytes, target=ip_text(job.dst), port=job.port)
-                continue
             if job.conn is not None:
                 job.conn.on_timer(now)
                 continue
@@ -308,3 +279,16 @@ class Traffic:
         self.jobs = [job for job in self.jobs
                      if not job.done or (job.conn is not None
                                          and job.conn.state is not TcpState.CLOSED)]
+
+
+def next_hop(dst: bytes, lease: dict) -> tuple[bytes, bool] | None:
+    """(the next hop, routed or not) for ``dst`` from a lease: the destination itself
+    inside the leased subnet, else the first router; None without one."""
+    from .dhcp import network_of
+    network = network_of(lease)
+    if network is not None and ipaddress.IPv4Address(dst) in network:
+        return dst, False
+    routers = lease.get("router") or []
+    if not routers:
+        return None
+    return bytes(int(part) for part in routers[0].split(".")), True
