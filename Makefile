@@ -50,8 +50,9 @@ test: venv
 bench: venv
 	$(BIN)/python benchmarks/protocol_frames.py
 	@if [ "$$(id -u)" -eq 0 ]; then $(BIN)/python benchmarks/lab_up.py && \
-	  $(BIN)/python benchmarks/dhcp_rate.py --renew; \
-	else echo "benchmarks/lab_up.py and dhcp_rate.py skipped: they need root"; fi
+	  $(BIN)/python benchmarks/dhcp_rate.py --renew && \
+	  $(BIN)/python benchmarks/traffic_rate.py; \
+	else echo "benchmarks/lab_up.py, dhcp_rate.py and traffic_rate.py skipped: they need root"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -165,6 +165,7 @@ class Engine:
         # where flow datagrams go: the engine process sends them straight to its socket
         # (the buffer is reused, so a sink must consume it at once); here, a copy is kept
         self.flow_sink = lambda frame: self.frames.append(bytes(frame))
+        self.on_flow_sent = lambda frames, size: None  # told what the flows sent, per wake
 
     # --- commands -----------------------------------------------------------------------
     def command(self, cmd: str, args: dict[str, Any], now: float) -> dict[str, Any]:
@@ -479,9 +480,12 @@ class Engine:
     def _flow_done(self, flow: "PendingFlow", now: float) -> None:
         del self.pending_flows[flow.job]
         entry = self.flows.get(flow.job)
-        for sender in flow.schedule.senders if flow.schedule else []:
+        schedule = flow.schedule
+        # from the first datagram to the last: the rate the engine actually kept
+        elapsed = round((schedule.last_sent_at or now) - schedule.start, 6) if schedule else 0
+        for sender in schedule.senders if schedule else []:
             dev = flow.by_sender[id(sender)]
-            result = {"sent": sender.sent, "bytes": sender.bytes}
+            result = {"sent": sender.sent, "bytes": sender.bytes, "elapsed": elapsed}
             if entry is not None:
                 entry["results"][dev.name] = result
             self.counters["flow.done"] += 1
@@ -491,8 +495,14 @@ class Engine:
 
     def _run_flows(self, now: float) -> None:
         for flow in list(self.pending_flows.values()):
-            if flow.schedule is not None and not flow.schedule.done:
-                flow.schedule.on_timer(now, self.flow_sink)
+            schedule = flow.schedule
+            if schedule is not None and not schedule.done:
+                before = schedule.next_seq * len(schedule.senders) + schedule._next_device
+                schedule.on_timer(now, self.flow_sink)
+                sent = schedule.next_seq * len(schedule.senders) + schedule._next_device \
+                    - before
+                if sent:
+                    self.on_flow_sent(sent, sent * (flow.size + 42))
         self._advance_flows(now)
 
     def _flow_deadline(self) -> float | None:

@@ -37,7 +37,9 @@ class EngineProcess:
         self.inbuf = b""
         self.stop_reason: str | None = None
         self.pending_frames: list[bytes] = []
-        engine.flow_sink = sock.send  # flow datagrams straight out (False: socket full)
+        if hasattr(sock, "bulk_sender"):  # flow datagrams straight out (False: socket full)
+            engine.flow_sink = sock.bulk_sender()
+            engine.on_flow_sent = sock.count_sent
 
     # --- output -------------------------------------------------------------------------
     def emit(self, kind: str, **fields: Any) -> None:

@@ -135,6 +135,27 @@ class RawSocket:
         self.tx_bytes += len(frame)
         return True
 
+    def bulk_sender(self):
+        """A bare ``send(frame) -> bool`` for the flows' hot path: no per-frame counting
+        (the flows count what they sent; ``count_sent`` adds it to ``tx``)."""
+        send = self.sock.send
+
+        def send_frame(frame: bytes | bytearray) -> bool:
+            try:
+                send(frame)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as exc:
+                if exc.errno == 105:  # ENOBUFS
+                    return False
+                raise
+            return True
+        return send_frame
+
+    def count_sent(self, frames: int, size: int) -> None:
+        self.tx += frames
+        self.tx_bytes += size
+
     def statistics(self) -> dict[str, int]:
         """Kernel counters since the last call (PACKET_STATISTICS resets them)."""
         raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)

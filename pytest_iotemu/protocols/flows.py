@@ -28,6 +28,8 @@ MAGIC, COMPACT_MAGIC = b"IOTF", b"IOTc"
 HEADER = struct.Struct("!4sIIIQI")
 COMPACT = struct.Struct("!4sIIQ")
 MIN_SIZE = COMPACT.size  # 20: the payload of a 62-byte frame
+_pack_seq_time = struct.Struct("!IQ").pack_into
+_pack_csum = struct.Struct("!H").pack_into
 MAX_SIZE = 1472  # one Ethernet frame
 MAX_BURST = 64  # datagrams per device per wake-up, so a late wake-up cannot flood
 FRAME_OVERHEAD = ETH_LEN + IP_LEN + UDP_LEN  # 42 bytes around the payload
@@ -99,11 +101,11 @@ class FlowSender:
              sink: Callable[[bytearray], Any]) -> bool:
         """Patch and hand over datagram ``seq``; False when the sink could not take it."""
         frame = self.frame
-        struct.pack_into("!IQ", frame, self._seq_at, seq, sent_ns)
+        _pack_seq_time(frame, self._seq_at, seq, sent_ns)
         total = self._base + time_words + (seq >> 16) + (seq & 0xFFFF)
         total = (total & 0xFFFF) + (total >> 16)
         total = (total & 0xFFFF) + (total >> 16)
-        struct.pack_into("!H", frame, self._csum_at, ((~total) & 0xFFFF) or 0xFFFF)
+        _pack_csum(frame, self._csum_at, ((~total) & 0xFFFF) or 0xFFFF)
         if sink(frame) is False:
             return False
         self.sent += 1
@@ -127,6 +129,7 @@ class FlowSchedule:
         self.start = start
         self.next_seq = 0  # the next datagram number every device still owes…
         self._next_device = 0  # …from this device on (a sink that filled up stops a round)
+        self.last_sent_at: float | None = None  # the wake-up that sent the last datagrams
 
     @property
     def done(self) -> bool:
@@ -151,6 +154,7 @@ class FlowSchedule:
                     return False
             self._next_device = 0
             self.next_seq += 1
+            self.last_sent_at = now
         return True
 
 

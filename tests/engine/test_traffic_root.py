@@ -111,6 +111,16 @@ def test_probe_outcomes_flows_and_a_silent_kernel(server: str) -> None:
                 assert row["by_wan"] == {"internet": 200}  # via: internet
                 assert row["outage"] < 0.1 and row["loss"] == 0
                 assert 0.9 * 400_000 < row["achieved"] <= 400_000
+            # 64-byte frames: the compact header, still measured per flow at the target
+            small = traffic.start_flow(client, printers, "10.91.0.20", 554, rate=50_000,
+                                       duration=1.0, size=22)
+            sent = small.wait()
+            time.sleep(0.3)
+            received = {i: lab.flow_stats("web", "554/udp", i) for _, i in small.jobs}
+            rows = traffic.flow_observations(small, sent, received)
+            assert all(r["sent"] == 284 and r["received"] == 284 for r in rows.values()), rows
+            stats = client.call("stats")["counters"]
+            assert stats["flow.done"] == 5
         after = _snmp(lab, "lan")
     # the LAN namespace's kernel answered nothing: no TCP (resets above all), no UDP, no
     # ICMP errors (multicast group reports from its bridge are its own business)
@@ -122,4 +132,4 @@ def test_probe_outcomes_flows_and_a_silent_kernel(server: str) -> None:
         assert not errors, (message, errors[0].message)
     kinds = [m.get("type") for m in client.transcript]
     assert kinds.count("device.probe") == 5 * 3 + 3 * 2  # every probe reported once
-    assert kinds.count("device.flow") == 3
+    assert kinds.count("device.flow") == 5
