@@ -15,6 +15,7 @@ PACKAGES=(
   libpcap0.8        # BPF compilation for scapy in tests
   isc-dhcp-client   # dhclient: a real DHCP client for the lab tests
   chromium          # headless check that the HTML report renders
+  mosquitto         # the lab's MQTT broker (the devices' MQTT peer)
 )
 
 missing=()
@@ -50,7 +51,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged daemons on install; the lab runs its own per-run
 # instances, so stop only the units this step just installed (never a user's).
-for unit in kea-dhcp4-server isc-kea-dhcp4-server kea-ctrl-agent isc-kea-ctrl-agent; do
+for unit in kea-dhcp4-server isc-kea-dhcp4-server kea-ctrl-agent isc-kea-ctrl-agent mosquitto; do
   if systemctl list-unit-files "$unit.service" >/dev/null 2>&1; then
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   fi

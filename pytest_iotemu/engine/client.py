@@ -38,7 +38,30 @@ def device_entry(device: Device) -> dict[str, Any]:
              "hostname": device.hostname, "dhcp": fp}
     if device.request_ip is not None:
         entry["request_ip"] = str(device.request_ip)
+    if device.protocols:
+        entry["protocols"] = [p.as_dict() for p in device.protocols
+                              if p.name not in ("dhcp", "arp")]
+    if device.threats:
+        entry["threats"] = list(device.threats)
+    if device.protocols or device.threats:
+        entry["description"] = f"{device.vendor} {device.profile} ({device.cls})"
     return entry
+
+
+def targets_entry(site: Any) -> dict[str, dict[str, Any]]:
+    """A site's targets as the engine's ``apps`` command names them: the DNS name the
+    devices look up (their own name, or ``<target>.<domain>``) or the address, and the
+    first TCP and UDP service of each."""
+    domain = site.lab.domain if site.lab is not None else None
+    out = {}
+    for target in site.targets:
+        host = target.dns_name or (f"{target.name}.{domain}" if domain else str(target.address))
+        entry: dict[str, Any] = {"host": host}
+        for service in target.services:
+            if service.port and service.proto not in entry:
+                entry[service.proto] = service.port
+        out[target.name] = entry
+    return out
 
 
 class EngineClient:

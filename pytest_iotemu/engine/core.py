@@ -42,6 +42,9 @@ class Dev:
     ip: bytes | None = None  # its key in Engine.by_ip
     probe_ip: bytes | None = None  # its key in Engine.probing
     index: int = 0  # the device id carried in its flows' datagrams
+    habits: list = field(default_factory=list)  # its traffic habits (profile protocols)
+    threats: list = field(default_factory=list)  # its threat behaviours
+    description: str = ""
 
 
 @dataclass
@@ -162,6 +165,8 @@ class Engine:
         # whichever device asked) serves them all
         self.resolving: dict[bytes, Dev] = {}
         self.pending_flows: dict[int, PendingFlow] = {}
+        self.app_counts: Counter = Counter()  # "<protocol>.<result>" -> exchanges
+        self.threat_counts: Counter = Counter()  # "<behaviour>" -> runs, and per result
         # where flow datagrams go: the engine process sends them straight to its socket
         # (the buffer is reused, so a sink must consume it at once); here, a copy is kept
         self.flow_sink = lambda frame: self.frames.append(bytes(frame))
@@ -260,7 +265,19 @@ class Engine:
         core = DeviceCore(mac, fingerprint, hostname=hostname, request_ip=request_ip,
                           rng=self.rng, time_scale=self.time_scale, arp_cache=self.arp,
                           name=name, counters=self.frame_counters, device_id=index)
-        return Dev(name, group, mac, core, index=index)
+        habits = entry.get("protocols") or []
+        threats = entry.get("threats") or []
+        if not isinstance(habits, list) or not all(isinstance(h, dict) and "name" in h
+                                                   for h in habits):
+            raise CommandError("bad_argument", f"devices[{i}].protocols: a list of "
+                               "{name, interval, to, …} objects")
+        from ..protocols.generators import BEHAVIOURS
+        if not isinstance(threats, list) or any(t not in BEHAVIOURS + ("random",)
+                                                for t in threats):
+            raise CommandError("bad_argument", f"devices[{i}].threats: some of "
+                               + ", ".join(BEHAVIOURS + ("random",)))
+        return Dev(name, group, mac, core, index=index, habits=habits, threats=threats,
+                   description=str(entry.get("description") or ""))
 
     def select(self, args: dict) -> list[Dev]:
         """Devices named by ``devices: [names]``, ``group: name`` or all of them."""
@@ -543,6 +560,35 @@ class Engine:
     def cmd_flow_results(self, args: dict, now: float) -> dict:
         return self._results(self.flows, args, "flow")
 
+    def cmd_apps(self, args: dict, now: float) -> dict:
+        """Start (``action: start``, the default) or stop each selected device's traffic
+        generators: its habits and threat behaviours. ``targets`` names the site's
+        targets: ``{name: {host, tcp, udp}}`` (host: a DNS name or an address)."""
+        from ..protocols.generators import Apps
+        action = args.get("action", "start")
+        if action not in ("start", "stop"):
+            raise CommandError("bad_argument", "action: start or stop")
+        targets = args.get("targets") or {}
+        if not isinstance(targets, dict):
+            raise CommandError("bad_argument", "targets: {name: {host, tcp, udp}}")
+        count = 0
+        for dev in self.select(args):
+            if action == "stop":
+                if dev.core.apps is not None:
+                    dev.core.apps.stop()
+                    count += 1
+                continue
+            if not dev.habits and not dev.threats:
+                continue
+            if dev.core.apps is None:
+                dev.core.apps = Apps(dev.core, dev.habits, dev.threats, targets, self.rng,
+                                     hostname=dev.core.dhcp.hostname or dev.name,
+                                     description=dev.description)
+            dev.core.apps.start(now)
+            self._after(dev, now)
+            count += 1
+        return {action: count}
+
     def cmd_stats(self, args: dict, now: float) -> dict:
         return self.stats()
 
@@ -747,6 +793,17 @@ class Engine:
             if dev.bound_at is None and dev.started is not None:
                 dev.bound_at = when
                 self.latencies.append(when - dev.started)
+        elif kind in ("app.result", "threat"):
+            if kind == "app.result":
+                self.app_counts[f"{data['protocol']}.{data['result']}"] += 1
+                if data.get("threat"):
+                    self.threat_counts[f"{data['threat']}.{data['result']}"] += 1
+            else:
+                self.threat_counts[data["behaviour"]] += 1
+            self.events.append({"type": "device.app" if kind == "app.result"
+                                else "device.threat", "device": dev.name, "group": dev.group,
+                                **data})
+            return
         elif kind == "probe.result":
             entry = self.probes.get(data["probe"])
             if entry is not None:
@@ -794,6 +851,7 @@ class Engine:
             "outstanding": len(self.outstanding), "waiting": len(self.waiting),
             "window": self.pacer.window, "latency": percentiles(self.latencies),
             "counters": dict(self.counters), "ignored": ignored,
+            "apps": dict(self.app_counts), "threats": dict(self.threat_counts),
         }
 
 

@@ -58,17 +58,38 @@ def dnsmasq_hosts(plan: LabPlan, only: set[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Palo Alto Networks' published test domains (DNS Security) and the URL-filtering test
+# site: the lab answers them with its sinkhole host, so the requests that follow have
+# somewhere to go (and a branch's DNS security can be seen to intercept them)
+PAN_TEST_DOMAINS = (
+    "test-malware.testpanw.com", "test-phishing.testpanw.com", "test-c2.testpanw.com",
+    "test-dnstun.testpanw.com", "test-dga.testpanw.com", "test-ddns.testpanw.com",
+    "test-nrd.testpanw.com", "test-grayware.testpanw.com", "test-parked.testpanw.com",
+    "test-proxy.testpanw.com",
+)
+PAN_TEST_URLS = tuple(f"http://urlfiltering.paloaltonetworks.com/{path}" for path in (
+    "test-malware", "test-phishing", "test-command-and-control", "test-grayware",
+    "test-proxy-avoidance"))
+SINKHOLED = ("testpanw.com", "urlfiltering.paloaltonetworks.com")
+
+
 def dnsmasq_dns_args(plan: LabPlan, run_dir: Path) -> list[str]:
-    """dnsmasq as the lab's resolver: answers the lab's names, NXDOMAIN for the rest,
-    never forwards (``--no-resolv``, every domain local)."""
+    """dnsmasq as the lab's resolver: the lab's names (targets, the gateway); the
+    security-test domains to the sinkhole host; every other name to the cloud's services
+    host (so a device's `ntp.example` or `mqtt.vendor.example` reaches a real peer).
+    It never forwards (``--no-resolv``) and logs every query with its source."""
     args = [
         "dnsmasq", "--keep-in-foreground", "-C", "/dev/null", "--no-resolv", "--no-hosts",
         f"--listen-address={plan.gateway}", "--bind-interfaces",
         "--local=/#/", f"--pid-file={run_dir / 'dns.pid'}",
-        f"--log-facility={run_dir / 'dns.log'}",
+        f"--log-facility={run_dir / 'dns.log'}", "--log-queries",
     ]
     for name, address in plan.dns_records:
         args.append(f"--host-record={name},{address}")
+    if plan.sinkhole is not None:
+        args += [f"--address=/{domain}/{plan.sinkhole}" for domain in SINKHOLED]
+    if plan.services is not None:
+        args.append(f"--address=/#/{plan.services}")
     return args
 
 
@@ -119,12 +140,49 @@ def kea_config_text(plan: LabPlan, run_dir: Path) -> str:
     return json.dumps(kea_config(plan, run_dir), indent=2) + "\n"
 
 
+# the cloud's services host: one peer per application protocol the devices speak
+SERVICE_PEERS = (("http", "tcp", 80), ("tls", "tcp", 443), ("rtsp", "tcp", 554),
+                 ("ntp", "udp", 123), ("sink", "udp", 5004), ("sink", "udp", 514),
+                 ("coap", "udp", 5683), ("sip", "udp", 5060), ("sink", "udp", 162),
+                 ("echo", "udp", 7), ("echo", "tcp", 7))
+SINKHOLE_PEERS = (("http", "tcp", 80), ("tls", "tcp", 443))
+MQTT_PORT = 1883
+
+
 def responder_config(plan: LabPlan, run_dir: Path) -> dict:
+    services = [{"target": r.target, "address": str(r.address), "proto": r.proto,
+                 "port": r.port, "kind": "echo"} for r in plan.responders]
+    for name, address, peers in (("services", plan.services, SERVICE_PEERS),
+                                 ("sinkhole", plan.sinkhole, SINKHOLE_PEERS)):
+        if address is not None:
+            services += [{"target": name, "address": str(address), "proto": proto,
+                          "port": port, "kind": kind} for kind, proto, port in peers]
     return {
         "control": str(run_dir / "responder.sock"),
         "dump": str(run_dir / "counters.json"),
-        "services": [{"target": r.target, "address": str(r.address), "proto": r.proto,
-                      "port": r.port} for r in plan.responders],
+        "services": services,
         # the cloud's end of each WAN, so flows can say which WAN they arrived on
         "interfaces": {w.cloud_if: w.name for w in plan.wans},
     }
+
+
+def gateway_peers_config(plan: LabPlan, run_dir: Path) -> dict:
+    """The gateway's own peers: NTP on its LAN address (the lab's DHCP hands the gateway
+    out as the NTP server), and a watch on the LAN for the devices' link-local
+    announcements (mDNS, SSDP, LLDP), counted per source MAC."""
+    return {
+        "control": str(run_dir / "gwpeers.sock"), "dump": str(run_dir / "gwpeers.json"),
+        "services": [{"target": "gateway", "address": str(plan.gateway), "proto": "udp",
+                      "port": 123, "kind": "ntp"}],
+        "watch": "lan0",
+    }
+
+
+def mosquitto_config(plan: LabPlan, run_dir: Path) -> str:
+    """The MQTT broker on the services host: anonymous, logging every connection and
+    message (the lab counts per source from its log), nothing persisted."""
+    return "\n".join([
+        f"listener {MQTT_PORT} {plan.services}", "allow_anonymous true", "persistence false",
+        "user root", f"pid_file {run_dir / 'mosquitto.pid'}",
+        f"log_dest file {run_dir / 'mosquitto.log'}", "log_type all",
+        "connection_messages true", "log_timestamp false", ""])

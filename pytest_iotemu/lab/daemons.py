@@ -17,7 +17,7 @@ PACKAGES = {
     "ip": "iproute2", "dnsmasq": "dnsmasq-base", "kea-dhcp4": "kea-dhcp4-server",
     "ethtool": "ethtool", "nft": "nftables", "dhclient": "isc-dhcp-client",
     "tc": "iproute2", "tcpdump": "tcpdump", "tshark": "tshark", "mergecap": "tshark",
-    "editcap": "tshark",
+    "editcap": "tshark", "mosquitto": "mosquitto",
 }
 
 

@@ -16,6 +16,7 @@ import atexit
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,7 +167,6 @@ class Lab:
             self._old_sigterm = None
 
     def _remove_dir(self) -> None:
-        import shutil
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- namespaces and links -----------------------------------------------------------
@@ -199,7 +199,9 @@ class Lab:
         for namespace in (lan, gw, cloud):
             extra = ["net.ipv4.ip_forward=1"] if namespace == gw else []
             self._in_ns(namespace, ["sysctl", "-qw", *no_v6, *extra])
-        commands = ["link set lo up", "link add br0 type bridge", "link set br0 up",
+        # the bridge forwards LLDP (01:80:c2:00:00:0e, bit 14), which bridges drop by default
+        commands = ["link set lo up", "link add br0 type bridge group_fwd_mask 0x4000",
+                    "link set br0 up",
                     f"link add gw0 type veth peer name lan0 netns {gw}",
                     "link set gw0 master br0", "link set gw0 up"]
         for i in range(plan.engine_ports):
@@ -218,9 +220,9 @@ class Lab:
             cloud_cmds += [f"addr add {wan.cloud_address}/30 dev {wan.cloud_if}",
                            f"link set {wan.cloud_if} up"]
         first = plan.wans[0]
-        for target in plan.targets:
-            commands.append(f"route add {target.address}/32 via {first.cloud_address}")
-            cloud_cmds.append(f"addr add {target.address}/32 dev lo")
+        for address in plan.cloud_hosts:
+            commands.append(f"route add {address}/32 via {first.cloud_address}")
+            cloud_cmds.append(f"addr add {address}/32 dev lo")
         cloud_cmds.append(f"route add {plan.lan} via {first.gw_address}")
         self._ip_batch(gw, commands)
         self._ip_batch(cloud, cloud_cmds)
@@ -282,12 +284,12 @@ class Lab:
         (d / "dns.args").write_text("\n".join(configs.dnsmasq_dns_args(plan, d)) + "\n")
         self._start(Daemon("dns", gw, configs.dnsmasq_dns_args(plan, d), d / "dns.out",
                            file_exists(d / "dns.pid"), extra_logs=(d / "dns.log",)))
-        if plan.targets:
+        if plan.cloud_hosts:
             config = {"wans": [{"name": w.name, "gw_if": w.gw_if, "table": 100 + i,
                                 "cloud_address": str(w.cloud_address),
                                 "gw_address": str(w.gw_address)}
                                for i, w in enumerate(plan.wans)],
-                      "targets": [str(t.address) for t in plan.targets],
+                      "targets": [str(a) for a in plan.cloud_hosts],
                       "cloud": cloud, "lan": str(plan.lan), "interval": 0.2, "misses": 3,
                       "status": str(d / "paths.json")}
             (d / "pathmon.json").write_text(json.dumps(config))
@@ -295,7 +297,19 @@ class Lab:
                                                str(d / "pathmon.json")],
                                d / "pathmon.out", file_contains(d / "pathmon.out", "ready"),
                                env={"PYTHONPATH": os.pathsep.join(sys.path)}))
-        if plan.responders:
+        (d / "gwpeers.json").write_text(json.dumps(configs.gateway_peers_config(plan, d)))
+        self._start(Daemon("gwpeers", gw, [sys.executable, "-m", "pytest_iotemu.lab.responder",
+                                           str(d / "gwpeers.json")],
+                           d / "gwpeers.out", file_contains(d / "gwpeers.out", "ready"),
+                           env={"PYTHONPATH": os.pathsep.join(sys.path)}))
+        needs_mqtt = any(p.name == "mqtt" for dev in self.site.devices for p in dev.protocols)
+        if plan.services is not None and (needs_mqtt or shutil.which("mosquitto")):
+            (d / "mosquitto.conf").write_text(configs.mosquitto_config(plan, d))
+            self._start(Daemon("mqtt", cloud, ["mosquitto", "-c", str(d / "mosquitto.conf")],
+                               d / "mqtt.out",
+                               file_contains(d / "mosquitto.log", "Opening ipv4 listen socket"),
+                               extra_logs=(d / "mosquitto.log",)))
+        if plan.responders or plan.services is not None:
             (d / "responder.json").write_text(json.dumps(configs.responder_config(plan, d)))
             self._start(Daemon("responder", cloud,
                                [sys.executable, "-m", "pytest_iotemu.lab.responder",
@@ -455,20 +469,27 @@ class Lab:
             if result.returncode != 0:
                 raise LabError(f"cannot shape {name}: {result.stderr.strip()}")
 
-    def impair(self, name: str, loss: float | None = None, rate: float | None = None) -> None:
+    def impair(self, name: str, loss: float | None = None, rate: float | None = None,
+               spare_monitor: bool = False) -> None:
         """Degrade a WAN: ``loss`` (a fraction, dropped at random by nftables on the way
-        out, both sides; netem is not in this kernel) and/or ``rate`` (bit/s)."""
+        out, both sides; netem is not in this kernel) and/or ``rate`` (bit/s).
+
+        Loss hits the path monitor's probes too, as it would on a real link: at 50% most
+        probe rounds fail and the monitor soon declares the WAN down (3 misses in a row)
+        and moves the paths. ``spare_monitor`` exempts its ICMP probes, to measure the
+        loss itself on a WAN that stays primary."""
         wan = self._wan(name)
         if rate is not None:
             self.set_rate(name, rate)
         if loss is not None:
             table = f"iotemu_loss_{wan.name.replace('-', '_')}"
             per_mille = max(0, min(1000, round(loss * 1000)))
+            exempt = "    meta l4proto icmp accept\n" if spare_monitor else ""
             for role, dev in (("gw", wan.gw_if), ("cloud", wan.cloud_if)):
                 self.exec(role, ["nft", "delete", "table", "inet", table])
                 if per_mille:
                     script = (f"table inet {table} {{\n  chain out {{\n    type filter hook "
-                              f"postrouting priority 0;\n    oifname \"{dev}\" "
+                              f"postrouting priority 0;\n{exempt}    oifname \"{dev}\" "
                               f"numgen random mod 1000 < {per_mille} drop\n  }}\n}}\n")
                     result = self.exec(role, ["nft", "-f", "-"], input=script)
                     if result.returncode != 0:
@@ -502,10 +523,10 @@ class Lab:
         except OSError:
             return ""
 
-    def _responder_dump(self) -> dict:
-        if "responder" not in self.daemons:
+    def _responder_dump(self, name: str = "responder") -> dict:
+        if name not in self.daemons:
             return {}
-        control = self.dir / "responder.sock"
+        control = self.dir / ("responder.sock" if name == "responder" else f"{name}.sock")
         reply_path = self.dir / f"ctl-{os.getpid()}-{time.monotonic_ns()}.sock"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
@@ -518,7 +539,21 @@ class Lab:
         finally:
             sock.close()
             reply_path.unlink(missing_ok=True)
-        return json.loads((self.dir / "counters.json").read_text())
+        dump = "counters.json" if name == "responder" else f"{name}.json"
+        return json.loads((self.dir / dump).read_text())
+
+    def app_counters(self) -> dict:
+        """What the lab's peers saw of the devices' own traffic, per source: the services
+        host (HTTP requests, TLS server names, RTSP methods, NTP, CoAP, SIP, syslog, SNMP,
+        RTP), the sinkhole, MQTT clients and messages (from the broker's log), DNS queries
+        (from the resolver's log), the gateway's NTP, and link-local announcements (mDNS,
+        SSDP, LLDP, by source MAC)."""
+        cloud = self._responder_dump().get("services", {})
+        gateway = self._responder_dump("gwpeers").get("services", {})
+        return {"services": cloud.get("services", {}), "sinkhole": cloud.get("sinkhole", {}),
+                "gateway": gateway.get("gateway", {}), "lan": gateway.get("lan", {}),
+                "mqtt": parse_mosquitto_log(self.dir / "mosquitto.log"),
+                "dns": parse_dns_log(self.dir / "dns.log")}
 
     def service_counters(self, target: str | None = None) -> dict:
         """Per target, per service, per source address: packets and bytes received."""
@@ -536,6 +571,50 @@ class Lab:
         from .plan import describe
         assert self.plan is not None
         return "\n".join(describe(self.plan))
+
+
+def parse_mosquitto_log(path: Path) -> dict[str, dict]:
+    """Per source address: MQTT connections, client ids and messages published."""
+    import re
+    out: dict[str, dict] = {}
+    clients: dict[str, str] = {}
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        match = re.search(r"New client connected from ([\d.]+):\d+ as (\S+)", line)
+        if match:
+            source, client = match.groups()
+            clients[client] = source
+            entry = out.setdefault(source, {"connections": 0, "publishes": 0, "clients": []})
+            entry["connections"] += 1
+            if client not in entry["clients"]:
+                entry["clients"].append(client)
+            continue
+        match = re.search(r"Received PUBLISH from (\S+) .*'([^']*)'", line)
+        if match and match.group(1) in clients:
+            entry = out[clients[match.group(1)]]
+            entry["publishes"] += 1
+            entry["topic"] = match.group(2)
+    return out
+
+
+def parse_dns_log(path: Path) -> dict[str, dict]:
+    """Per source address: queries asked of the lab's resolver, and the last names."""
+    import re
+    out: dict[str, dict] = {}
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return out
+    for match in re.finditer(r"query\[(\w+)\] (\S+) from ([\d.]+)", text):
+        qtype, name, source = match.groups()
+        entry = out.setdefault(source, {"queries": 0, "names": []})
+        entry["queries"] += 1
+        if name not in entry["names"]:
+            entry["names"] = (entry["names"] + [name])[-50:]
+    return out
 
 
 def parse_dnsmasq_leases(path: Path) -> list[Lease]:

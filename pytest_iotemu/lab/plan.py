@@ -80,6 +80,17 @@ class LabPlan:
     dns_records: tuple[tuple[str, ipaddress.IPv4Address], ...]
     engine_ports: int = 1
     namespaces: dict[str, str] = field(default_factory=dict)  # role -> namespace name
+    # the cloud's own hosts: every other name the devices look up resolves to `services`
+    # (HTTP, TLS, NTP, MQTT, RTSP/RTP, syslog, CoAP peers); the security-test domains
+    # resolve to `sinkhole`
+    services: ipaddress.IPv4Address | None = None
+    sinkhole: ipaddress.IPv4Address | None = None
+
+    @property
+    def cloud_hosts(self) -> list[ipaddress.IPv4Address]:
+        """Every address the cloud holds on its loopback: targets, services, sinkhole."""
+        extra = [a for a in (self.services, self.sinkhole) if a is not None]
+        return [t.address for t in self.targets] + extra
 
     @property
     def prefix(self) -> str:
@@ -138,7 +149,9 @@ def plan_lab(site: Site, run: str, *, engine_ports: int = 1,
         check_host_clash(site, host_routes)
     avoid = [lab.lan] + [ipaddress.IPv4Network(f"{t.address}/32") for t in site.targets]
     avoid += list(host_routes or [])
-    networks = _transfer_networks(len(lab.wans), [n for n in avoid if n.prefixlen > 0])
+    # one /30 per WAN, and one more for the cloud's services and sinkhole hosts
+    networks = _transfer_networks(len(lab.wans) + 1, [n for n in avoid if n.prefixlen > 0])
+    hosts = networks.pop()
     wans = tuple(
         WanLink(name=w.name, gw_if=f"wan-{w.name}"[:15], cloud_if=f"up-{w.name}"[:15],
                 network=net, gw_address=net.network_address + 1,
@@ -163,7 +176,8 @@ def plan_lab(site: Site, run: str, *, engine_ports: int = 1,
                    domain=lab.domain, pools=tuple(pools), reservations=reservations,
                    wans=wans, targets=site.targets, responders=responders,
                    dns_records=tuple(records), engine_ports=engine_ports,
-                   namespaces=namespaces)
+                   namespaces=namespaces, services=hosts.network_address + 1,
+                   sinkhole=hosts.network_address + 2)
 
 
 def devices_by_pool(plan: LabPlan) -> dict[str, str]:
@@ -179,6 +193,7 @@ def describe(plan: LabPlan) -> list[str]:
                  f"DHCP {plan.dhcp_server}, DNS; "
                  + ", ".join(f"{w.gw_if} {w.gw_address}" for w in plan.wans))
     lines.append(f"  {plan.ns('cloud')}: targets "
-                 + (", ".join(f"{t.name} {t.address}" for t in plan.targets) or "none"))
+                 + (", ".join(f"{t.name} {t.address}" for t in plan.targets) or "none")
+                 + f"; services {plan.services}, sinkhole {plan.sinkhole}")
     return lines
 

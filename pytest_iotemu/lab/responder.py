@@ -30,6 +30,8 @@ from collections import defaultdict
 from typing import Any
 
 from ..protocols.flows import FlowStats, decode
+from ..protocols.apps import lldp_system_name
+from .peers import TcpSession, answer_udp, link_local_kind
 
 IP_PKTINFO = 8
 
@@ -44,8 +46,11 @@ class Responder:
         self.interfaces: dict[str, str] = config.get("interfaces", {})
         self._ifnames: dict[int, str] = {}
         self.running = True
+        self.kinds: dict[tuple[str, str], str] = {}  # (target, service) -> peer kind
+        self.sessions: dict[socket.socket, TcpSession] = {}
         for service in config["services"]:
             key = f"{service['port']}/{service['proto']}"
+            self.kinds[(service["target"], key)] = service.get("kind", "echo")
             if service["proto"] == "udp":
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
@@ -61,6 +66,11 @@ class Responder:
                 sock.setblocking(False)
                 self.selector.register(sock, selectors.EVENT_READ,
                                        ("listen", service["target"], key))
+        if config.get("watch"):  # link-local announcements on a LAN interface
+            raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+            raw.bind((config["watch"], 0))
+            raw.setblocking(False)
+            self.selector.register(raw, selectors.EVENT_READ, ("watch", "lan", ""))
         control = config["control"]
         if os.path.exists(control):
             os.unlink(control)
@@ -120,16 +130,38 @@ class Responder:
                     stats = per_source[flow_id] = FlowStats()
                 stats.add(seq, sent_ns, now_ns, len(data), self._interface(ancillary))
                 continue
+            reply = answer_udp(self.kinds.get((target, service), "echo"), data)
+            if reply is None:
+                continue
             try:
-                sock.sendto(data, addr)
+                sock.sendto(reply, addr)
             except OSError:
                 pass
+
+    def _on_watch(self, sock: socket.socket, target: str, _service: str) -> None:
+        """mDNS (UDP 5353), SSDP (UDP 1900) and LLDP frames, per source MAC; LLDP's
+        system name is kept."""
+        for _ in range(256):
+            try:
+                frame = sock.recv(65535)
+            except BlockingIOError:
+                return
+            kind = link_local_kind(frame)
+            if kind is None:
+                continue
+            source = ":".join(f"{b:02x}" for b in frame[6:12])
+            entry = self.count(target, kind, source, len(frame))
+            if kind == "lldp":
+                name = lldp_system_name(frame)
+                if name:
+                    entry["system_name"] = name
 
     def _on_listen(self, sock: socket.socket, target: str, service: str) -> None:
         conn, addr = sock.accept()
         conn.setblocking(False)
         entry = self.counters[target][service][addr[0]]
         entry["connections"] = entry.get("connections", 0) + 1
+        self.sessions[conn] = TcpSession(self.kinds.get((target, service), "echo"))
         self.selector.register(conn, selectors.EVENT_READ, ("tcp", target, service))
 
     def _on_tcp(self, sock: socket.socket, target: str, service: str) -> None:
@@ -138,14 +170,32 @@ class Responder:
             self._close(sock)
             return
         peer = sock.getpeername()[0]
-        self.count(target, service, peer, len(data))
-        sock.sendall(data)
+        entry = self.count(target, service, peer, len(data))
+        session = self.sessions.get(sock) or TcpSession("echo")
+        reply, close = session.feed(data)
+        for name, value in session.seen:  # what the peer learnt, per source
+            if name == "uploaded":
+                entry["uploaded"] = entry.get("uploaded", 0) + value
+            else:
+                seen = entry.setdefault(f"{name}s", [])
+                seen.append(value)
+                del seen[:-20]  # the last twenty
+                entry[f"{name}_count"] = entry.get(f"{name}_count", 0) + 1
+        session.seen.clear()
+        if reply:
+            sock.sendall(reply)
+        if close:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
     def _close(self, sock: socket.socket) -> None:
         try:
             self.selector.unregister(sock)
         except (KeyError, ValueError):
             pass
+        self.sessions.pop(sock, None)
         sock.close()
 
     def _on_control(self, sock: socket.socket, _target: str, _service: str) -> None:

@@ -59,11 +59,20 @@ class ProtocolHabit:
     size: int | None = None  # bytes per message
     to: str | None = None  # a named destination (target name or DNS name)
     rate: float | None = None  # bit/s for streams (rtp, udp)
+    jitter: float | None = None  # fraction of the interval, each way (default 10%)
+    dscp: int | None = None  # DiffServ code point of the packets (0-63)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in (("name", self.name), ("interval", self.interval),
                                   ("size", self.size), ("to", self.to),
-                                  ("rate", self.rate)) if v is not None}
+                                  ("rate", self.rate), ("jitter", self.jitter),
+                                  ("dscp", self.dscp)) if v is not None}
+
+
+# DSCP names (RFC 2474, 2597, 3246) and their code points
+DSCP_NAMES = {"default": 0, "ef": 46, "voice-admit": 44,
+              **{f"cs{i}": i * 8 for i in range(8)},
+              **{f"af{c}{d}": c * 8 + d * 2 for c in range(1, 5) for d in range(1, 4)}}
 
 
 @dataclass(frozen=True)

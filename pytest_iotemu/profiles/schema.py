@@ -7,8 +7,8 @@ from typing import Any
 from ..spec.check import BAD, Checker, join
 from ..spec.naming import PatternError, pattern_fields
 from ..spec.source import Node
-from ..spec.units import parse_duration, parse_rate, parse_size
-from .model import (CLIENT_ID_TYPES, DEVICE_CLASSES, PROTOCOLS, DhcpFingerprint,
+from ..spec.units import parse_duration, parse_percent, parse_rate, parse_size
+from .model import (CLIENT_ID_TYPES, DEVICE_CLASSES, DSCP_NAMES, PROTOCOLS, DhcpFingerprint,
                     ProtocolHabit, Profile)
 
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
@@ -19,7 +19,7 @@ PROFILE_KEYS = ("name", "vendor", "class", "model", "description", "ouis", "oui_
                 "dhcp", "protocols", "source")
 DHCP_KEYS = ("param_request_list", "vendor_class", "client_id", "max_message_size",
              "hostname", "fqdn", "broadcast", "arp_probe")
-PROTOCOL_KEYS = ("name", "interval", "size", "to", "rate")
+PROTOCOL_KEYS = ("name", "interval", "size", "to", "rate", "jitter", "dscp")
 
 
 def check_hostname_pattern(check: Checker, node: Node | None, path: str) -> Any:
@@ -114,6 +114,20 @@ def check_fingerprint(check: Checker, node: Node | None, path: str,
     return out if ok else BAD
 
 
+def check_dscp(check: Checker, node: Node | None, path: str) -> Any:
+    """A DSCP: a code point 0-63 or a name such as ef, af41, cs1."""
+    if node is None:
+        return None
+    value = node.value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= 63:
+            return value
+    elif isinstance(value, str) and value.strip().lower() in DSCP_NAMES:
+        return DSCP_NAMES[value.strip().lower()]
+    return check.expected(node, path, "a DSCP: a code point 0 to 63, or ef, af11-af43, "
+                          "cs0-cs7")
+
+
 def check_protocols(check: Checker, node: Node | None, path: str) -> Any:
     items = check.sequence(node, path, "a list of protocols such as {name: ntp, interval: 1h}")
     out = []
@@ -135,11 +149,13 @@ def check_protocols(check: Checker, node: Node | None, path: str) -> Any:
         rate = check.parse(item.get("rate"), join(ipath, "rate"), parse_rate)
         to = check.string(item.get("to"), join(ipath, "to"),
                           "a destination name (a target or a DNS name)")
-        values = (name, interval, size, rate, to)
+        jitter = check.parse(item.get("jitter"), join(ipath, "jitter"), parse_percent)
+        dscp = check_dscp(check, item.get("dscp"), join(ipath, "dscp"))
+        values = (name, interval, size, rate, to, jitter, dscp)
         if BAD in values or name is None:
             ok = False
             continue
-        out.append(ProtocolHabit(name, interval, size, to, rate))
+        out.append(ProtocolHabit(name, interval, size, to, rate, jitter, dscp))
     return tuple(out) if ok else BAD
 
 

@@ -30,6 +30,7 @@ class DeviceCore:
                                name=name)
         self._pinger: Pinger | None = None  # made on first use: most devices never ping
         self._traffic: Traffic | None = None  # likewise: probes and flows
+        self.apps = None  # generators.Apps, when the device has habits or threats
         self.device_id = device_id
         self.arp_cache = arp_cache if arp_cache is not None else arp.ArpCache()
         # what was accepted or ignored and why; the engine passes one shared by the fleet
@@ -121,7 +122,7 @@ class DeviceCore:
 
     def next_timer(self) -> float | None:
         best = self.dhcp.next_timer()
-        for core in (self._pinger, self._traffic):
+        for core in (self._pinger, self._traffic, self.apps):
             if core is not None:
                 when = core.next_timer()
                 if when is not None and (best is None or when < best):
@@ -134,3 +135,5 @@ class DeviceCore:
             self._pinger.on_timer(now)
         if self._traffic:
             self._traffic.on_timer(now)
+        if self.apps is not None:
+            self.apps.on_timer(now)

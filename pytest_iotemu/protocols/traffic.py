@@ -20,7 +20,7 @@ import ipaddress
 import random
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .arp import ArpCache, request_for
 from .core import Outbox
@@ -53,6 +53,14 @@ class Job:
     sent_at: float = 0.0
     tries: int = 0
     done: bool = False
+    # an application exchange (generators): what to send, the IP TOS byte, whether an
+    # answer is awaited, and who is told the outcome with the answer's bytes instead of a
+    # probe.result event
+    payload: bytes = PROBE_DATA
+    tos: int = 0
+    expect_reply: bool = True
+    on_done: Callable[["Job", str, dict, bytes], None] | None = None
+    reply: bytes = b""
 
 
 class Traffic:
@@ -96,6 +104,20 @@ class Traffic:
         job.sport = self._next_port()
         self._begin(job, address, lease, now)
 
+    def exchange(self, key: Any, proto: str, dst: bytes, port: int, address: bytes,
+                 lease: dict, now: float, *, payload: bytes,
+                 on_done: Callable[[Job, str, dict, bytes], None], timeout: float = 3.0,
+                 tos: int = 0, expect_reply: bool = True, sport: int | None = None) -> Job:
+        """An application exchange: UDP, a datagram (and its answer, unless
+        ``expect_reply`` is false); TCP, a connection that sends ``payload``, half-closes
+        and reads until the peer closes. ``on_done(job, result, data, reply)`` gets the
+        outcome (``answered``/``sent``/``connected``, or why not) and the bytes read."""
+        job = Job(proto, key, dst, port, now, timeout, payload=payload, tos=tos,
+                  expect_reply=expect_reply, on_done=on_done)
+        job.sport = sport if sport is not None else self._next_port()
+        self._begin(job, address, lease, now)
+        return job
+
     def _begin(self, job: Job, address: bytes, lease: dict, now: float) -> None:
         self.jobs.append(job)
         job.params = dict(job.params or {}, src=address)
@@ -135,8 +157,10 @@ class Traffic:
         self._ident = (self._ident + 1) & 0xFFFF
         self.out.send(ethernet(job.hop_mac, self.mac, ETH_P_IP,
                                ipv4(src, job.dst, IPPROTO_UDP,
-                                    udp(src, job.dst, job.sport, job.port, PROBE_DATA),
-                                    ident=self._ident)))
+                                    udp(src, job.dst, job.sport, job.port, job.payload),
+                                    ident=self._ident, tos=job.tos)))
+        if not job.expect_reply:
+            self._result(job, "sent", now)
 
     def _send_echo(self, job: Job, now: float) -> None:
         src = job.params["src"]
@@ -152,6 +176,10 @@ class Traffic:
         if job.done:
             return
         job.done = True
+        if job.on_done is not None:
+            data["rtt"] = round(now - job.started, 6)
+            job.on_done(job, result, data, job.reply)
+            return
         self.out.emit("probe.result", now, probe=job.key, proto=job.kind,
                       target=ip_text(job.dst), port=job.port, result=result,
                       rtt=round(now - job.started, 6), **data)
@@ -162,6 +190,10 @@ class Traffic:
             data["detail"] = conn.detail
         if conn.reset_ttl is not None:
             data["ttl"] = conn.reset_ttl
+        if outcome == "connected" and job.on_done is not None:
+            conn.send(job.payload, now)  # then read the answer until the peer closes
+            conn.close(now)
+            return
         self._result(job, outcome, now, **data)
         if outcome == "connected":
             conn.send(PROBE_DATA, now)  # the responder counts it; then a clean close
@@ -186,6 +218,7 @@ class Traffic:
             if conn is not None and conn.sport == seg.dport and conn.dport == seg.sport \
                     and conn.dst == seg.ip.src:
                 reason = conn.handle(seg, now)
+                self._exchange_over(job, now)
                 self._reap(now)
                 return reason
         return "tcp_no_connection"
@@ -194,6 +227,7 @@ class Traffic:
         for job in self.jobs:
             if job.kind == "udp" and not job.done and job.sport == datagram.dport \
                     and job.port == datagram.sport and job.dst == datagram.ip.src:
+                job.reply = bytes(datagram.data[:2048])
                 self._result(job, "answered", now)
                 self._reap(now)
                 return None
@@ -241,7 +275,11 @@ class Traffic:
 
     def _job_timer(self, job: Job) -> float | None:
         if job.conn is not None:
-            return job.conn.next_timer()
+            when = job.conn.next_timer()
+            if job.on_done is not None and not job.done and job.conn.outcome == "connected":
+                limit = job.started + job.timeout * 2
+                when = limit if when is None else min(when, limit)
+            return when
         if job.done:
             return None
         if job.hop_mac is None:
@@ -258,6 +296,7 @@ class Traffic:
         for job in list(self.jobs):
             if job.conn is not None:
                 job.conn.on_timer(now)
+                self._exchange_over(job, now)
                 continue
             if job.done:
                 continue
@@ -272,6 +311,17 @@ class Traffic:
             elif now >= job.sent_at + job.timeout / 3:
                 (self._send_udp if job.kind == "udp" else self._send_echo)(job, now)
         self._reap(now)
+
+    def _exchange_over(self, job: Job, now: float) -> None:
+        """A connected exchange ends when the connection has (or the time is up)."""
+        conn = job.conn
+        if job.done or job.on_done is None or conn is None or conn.outcome != "connected":
+            return
+        from .tcp import TcpState
+        if conn.state in (TcpState.TIME_WAIT, TcpState.CLOSED) or \
+                now - job.started >= job.timeout * 2:
+            job.reply = bytes(conn.received[:4096])
+            self._result(job, "connected", now)
 
     def _reap(self, now: float) -> None:
         """Forget finished jobs (a TCP connection once it has closed)."""
