@@ -247,6 +247,24 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def traffic_line(stats: dict) -> str:
+    """``apps: dns 12 ok, http 4 ok 1 refused; threats: port_scan 1, beacon 2``."""
+    per: dict[str, dict[str, int]] = {}
+    for key, count in sorted(stats.get("apps", {}).items()):
+        protocol, _, result = key.partition(".")
+        per.setdefault(protocol, {})[result] = count
+    ok = ("answered", "connected", "sent", "streaming", "scanned")
+    parts = []
+    for protocol, results in per.items():
+        good = sum(n for r, n in results.items() if r in ok)
+        bad = ", ".join(f"{n} {r}" for r, n in results.items() if r not in ok)
+        parts.append(f"{protocol} {good} ok" + (f" ({bad})" if bad else ""))
+    threats = ", ".join(f"{b} {n}" for b, n in sorted(stats.get("threats", {}).items())
+                        if "." not in b)
+    return "apps: " + ("; ".join(parts) or "none") + (f" | threats: {threats}" if threats
+                                                       else "")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Build the lab (or use the real interface), run the fleet, summarise or stream:
     the same ``SiteRun`` that pytest uses."""
@@ -280,7 +298,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             closed.append(True)
 
     run = SiteRun(spec, site, RunOptions(allow_live=args.allow_live,
-                                         on_event=stream if args.jsonl else None))
+                                         on_event=stream if args.jsonl else None,
+                                         traffic=not args.no_traffic))
     try:
         run.start()
         started = _time.monotonic()
@@ -295,6 +314,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"waiting {stats['waiting']}  DORA p95 {p95}  "
                       f"retransmits {stats['counters'].get('retransmits', 0)}",
                       file=out, flush=True)
+                if stats.get("apps") or stats.get("threats"):
+                    print("          " + traffic_line(stats), file=out, flush=True)
     except KeyboardInterrupt:
         print("iotemu: stopped; lab and engine taken down", file=sys.stderr)
         return 130
@@ -364,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", action="store_true", help="stream the engine's events as JSON "
                    "lines on stdout")
     p.add_argument("--allow-live", action="store_true", help="allow a real interface")
+    p.add_argument("--no-traffic", action="store_true",
+                   help="DHCP only: no protocol traffic from the devices' profiles and no "
+                   "threat behaviours")
     p.set_defaults(func=cmd_run)
 
     sub.add_parser("engine", help="the engine process itself: `iotemu engine --iface IF` "

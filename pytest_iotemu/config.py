@@ -28,6 +28,7 @@ class IotConfig:
     save_baseline: Path | None = None
     tolerance: float = 0.10
     pcap: str = "off"  # off | on-failure | always
+    traffic: bool = False
 
     @property
     def active(self) -> bool:
@@ -119,7 +120,8 @@ def resolve(options: Mapping[str, Any], ini: Mapping[str, Any], invocation_dir: 
                      scale=scale,
                      keep_lab=bool(options.get("iot_keep_lab") or ini.get("iot_keep_lab")),
                      baseline=one_path("iot_baseline"), save_baseline=one_path("iot_save_baseline"),
-                     tolerance=tolerance, pcap=pcap)
+                     tolerance=tolerance, pcap=pcap,
+                     traffic=bool(options.get("iot_traffic") or ini.get("iot_traffic")))
 
 
 def _number(option: Any, ini: Any, name: str, kind: type, default: Any) -> Any:

@@ -47,6 +47,9 @@ _OPTIONS = (
      "(default: 10 percent)."),
     ("--iot-save-baseline", "iot_save_baseline", "string", "store",
      "save this run's metrics as a baseline file."),
+    ("--iot-traffic", "iot_traffic", "bool", "store_true",
+     "start the devices' own traffic (their profiles' protocols) and threat behaviours "
+     "once they are bound; counts per protocol and behaviour join the metrics."),
     ("--iot-pcap", "iot_pcap", "string", "store",
      "capture the fleet's traffic (a ring on the lab's LAN bridge or the interface) and "
      "attach each item's devices' share to the Allure report: off (default), on-failure "

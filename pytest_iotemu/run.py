@@ -31,6 +31,7 @@ class RunOptions:
     engines: int | None = None  # --iot-engines: overrides the site's `engines:`
     on_event: Any = None  # also called with every engine event (iotemu run --jsonl)
     capture: bool = False  # --iot-pcap: a ring capture for the session
+    traffic: bool = False  # --iot-traffic: the devices' own traffic and threat behaviours
 
 
 @dataclass
@@ -113,7 +114,18 @@ class SiteRun:
             if self.devices:
                 self.engine.add_devices(self.devices)
                 self.engine.call("start")
+                if self.options.traffic:
+                    self.start_traffic()
         self.started_at = time.monotonic()
+
+    def start_traffic(self) -> dict:
+        """The devices' own traffic from their habits, and their threat behaviours: each
+        device starts as soon as it is bound (docs/traffic.md)."""
+        from .engine.client import targets_entry
+        return self.engine.call("apps", action="start", targets=targets_entry(self.site))
+
+    def stop_traffic(self) -> dict:
+        return self.engine.call("apps", action="stop")
 
     def _start_live_capture(self, iface: str) -> None:
         import tempfile

@@ -17,7 +17,8 @@ class IotSession:
         self.specs = specs
         self.runs: dict[tuple[str, str], SiteRun] = {}
         self.options = RunOptions(allow_live=config.allow_live, keep_lab=config.keep_lab,
-                                  engines=config.engines, capture=config.pcap != "off")
+                                  engines=config.engines, capture=config.pcap != "off",
+                                  traffic=config.traffic)
         self.progress = None  # the terminal's line writer, set by the plugin
         self.remote_sites: list[dict] = []  # metrics sent by xdist workers
         self.sites: list[dict] = []  # every site's metrics, at the end

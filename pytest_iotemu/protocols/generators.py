@@ -119,7 +119,14 @@ class Apps:
         return min(times) if times else None
 
     def on_timer(self, now: float) -> None:
-        if not self.running or self.core.address is None:
+        if not self.running:
+            return
+        if self.core.address is None:  # not bound (yet, or any more): look again later
+            for habit in self.habits:
+                if habit.due and habit.due <= now:
+                    habit.due = now + 1.0
+            for stream in self.streams:
+                stream.next_time = max(stream.next_time, now + 1.0)
             return
         for stream in self.streams:
             stream.on_timer(now)
