@@ -142,6 +142,7 @@ class Traffic:
             job.conn = TcpConnection(self.mac, src, job.sport, job.dst, job.port, job.hop_mac,
                                      self.out, iss=self.rng.getrandbits(32), routed=job.routed,
                                      connect_timeout=max(0.1, job.timeout - (now - job.started)),
+                                     tos=job.tos,
                                      on_outcome=lambda conn, outcome, when, job=job:
                                      self._tcp_outcome(job, conn, outcome, when))
             job.conn.connect(now)
