@@ -39,7 +39,7 @@ devices:
 OK = {"dns": "answered", "ntp": "answered", "http": "connected", "https": "connected",
       "mqtt": "connected", "rtsp": "connected", "coap": "answered", "syslog": "sent",
       "sip": "answered", "snmp": "sent", "udp": "answered", "tcp": "connected",
-      "mdns": "sent", "ssdp": "sent", "lldp": "sent", "rtp": "streaming"}
+      "mdns": "sent", "ssdp": "sent", "lldp": "sent", "rtp": "streaming", "cloud": "connected"}
 DETAIL = {"http": "HTTP/1.1 200 OK", "rtsp": "RTSP/1.0 200 OK", "mqtt": "CONNACK accepted",
           "https": "TLS record"}
 
@@ -54,6 +54,7 @@ def test_every_generator_and_behaviour_against_its_peer(server: str) -> None:
         capture = lab.start_capture()
         ns, port = lab.engine_interfaces()[0]
         with EngineClient(port, netns=ns) as client:
+            client.transcript = []
             client.add_devices(site.devices)
             client.call("start")
             client.wait_bound(timeout=30)
@@ -75,7 +76,8 @@ def test_every_generator_and_behaviour_against_its_peer(server: str) -> None:
         # every protocol of every talker reached its peer, with the answer expected
         for name in talkers:
             mine = [e for e in events if e["device"] == name and e["type"] == "device.app"]
-            for protocol, result in OK.items():
+            for protocol in EVERY + ["https", "rtp"]:
+                result = OK[protocol]
                 got = [e for e in mine if e["protocol"] == protocol]
                 assert got, (name, protocol)
                 assert {e["result"] for e in got} == {result}, (name, protocol, got[:2])
@@ -110,6 +112,17 @@ def test_every_generator_and_behaviour_against_its_peer(server: str) -> None:
         scanned = [e for e in events if e.get("threat") == "port_scan" and
                    e["result"] == "scanned"]
         assert scanned and "refused" in scanned[0]["detail"]
+    # every line of the run is valid against the protocol's JSON Schema
+    import json
+    from pathlib import Path
+
+    import jsonschema
+    schema = json.loads((Path(__file__).resolve().parents[2] / "pytest_iotemu" / "engine" /
+                         "protocol.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for message in client.transcript:
+        errors = list(validator.iter_errors(message))
+        assert not errors, (message, errors[0].message)
     # the capture of all of it: tshark finds every protocol, nothing malformed, and the
     # profile's DSCP on the marked traffic
     rows = [line.split("\t") for line in fields.stdout.splitlines()]
@@ -122,3 +135,31 @@ def test_every_generator_and_behaviour_against_its_peer(server: str) -> None:
     # ef on the stream (the echoes coming back from the target carry none)
     assert {r[2] for r in rows if r[0] == "RTP" and r[4] == "554"} == {"46"}
     assert "34" in {r[2] for r in rows if r[3] == "443"}  # af41 on the HTTPS habit
+
+
+def test_a_fleet_from_the_previous_emulator_runs_its_protocols_and_behaviours() -> None:
+    from pathlib import Path
+
+    from pytest_iotemu import load_spec
+    sample = Path(__file__).resolve().parents[1] / "data" / "legacy-devices.json"
+    site = load_spec(sample).sites[0]
+    running = [d for d in site.devices if d.enabled and d.static_ip is None]
+    assert {d.group for d in running} >= {"cam_lobby", "echo_kitchen"}
+    with Lab(site) as lab:
+        ns, port = lab.engine_interfaces()[0]
+        with EngineClient(port, netns=ns) as client:
+            client.add_devices(running)
+            client.call("start")
+            client.wait_bound(timeout=30)
+            client.call("apps", targets=targets_entry(site))
+            time.sleep(11)  # every habit and behaviour runs within its first 10 s
+            events = list(client.events)
+    for device in running:
+        mine = {e["protocol"]: e["result"] for e in events
+                if e["type"] == "device.app" and e["device"] == device.name
+                and not e.get("threat")}
+        for habit in device.protocols:
+            assert mine.get(habit.name) == OK[habit.name], (device.name, habit.name, mine)
+        behaviours = {e["behaviour"] for e in events
+                      if e["type"] == "device.threat" and e["device"] == device.name}
+        assert behaviours == set(device.threats), (device.name, behaviours)

@@ -502,6 +502,16 @@ CASES = {
             "spec.yaml:4:53: devices[0].protocols[0].name: expected one of cloud, coap, dns, http, https, lldp, mdns, mqtt, ntp, rtp, rtsp, sip, … (17 in all), got 'telnet'",
         ],
     ),
+    'protocol_dscp_jitter': (
+        BASE + "devices: [{profile: axis-camera, protocols: [{name: mqtt, dscp: 64, jitter: 5s}, "
+        "{name: rtp, dscp: af51}]}]\n",
+        None,
+        [
+            "spec.yaml:4:65: devices[0].protocols[0].dscp: expected a DSCP: a code point 0 to 63, or ef, af11-af43, cs0-cs7, got '64'",
+            "spec.yaml:4:77: devices[0].protocols[0].jitter: expected a percentage such as 99.5%, got '5s'",
+            "spec.yaml:4:100: devices[0].protocols[1].dscp: expected a DSCP: a code point 0 to 63, or ef, af11-af43, cs0-cs7, got 'af51'",
+        ],
+    ),
     'group_vendor': (
         BASE + "devices: [{profile: axis-camera, vendor: [Axis]}]\n",
         None,

@@ -1,0 +1,66 @@
+"""The generators' schedule with no sockets: first runs within the first interval (at
+most 10 s), then every interval within its jitter; nothing runs unbound; streams pace."""
+from __future__ import annotations
+
+import random
+
+from pytest_iotemu.protocols.device import DeviceCore
+from pytest_iotemu.protocols.generators import Apps
+from pytest_iotemu.profiles.model import DhcpFingerprint
+
+
+class Bound(DeviceCore):
+    @property
+    def address(self):  # a bound device, as far as the generators can tell
+        return bytes([10, 0, 0, 10])
+
+
+def device() -> Bound:
+    core = Bound(bytes.fromhex("020000000001"), DhcpFingerprint(param_request_list=(1, 3, 6)))
+    core.dhcp.lease = {"ip": "10.0.0.10", "mask": "255.255.255.0", "router": ["10.0.0.1"],
+                       "dns": ["10.0.0.1"], "options": {}}
+    return core
+
+
+def run(apps: Apps, until: float, step: float = 0.05) -> list:
+    runs = []
+    real = apps._run
+    apps._run = lambda habit, now: runs.append((habit.name, now))
+    now = 0.0
+    while now < until:
+        apps.on_timer(now)
+        now += step
+    apps._run = real
+    return runs
+
+
+def test_intervals_and_jitter() -> None:
+    core = device()
+    apps = Apps(core, [{"name": "mqtt", "interval": 4.0, "jitter": 0.25},
+                       {"name": "ntp", "interval": 600.0}], [], {}, random.Random(1))
+    apps.start(0.0)
+    runs = run(apps, 60.0)
+    mqtt = [t for name, t in runs if name == "mqtt"]
+    ntp = [t for name, t in runs if name == "ntp"]
+    assert mqtt[0] <= 4.05 and len(ntp) == 1 and ntp[0] <= 10.05  # first runs
+    gaps = [b - a for a, b in zip(mqtt, mqtt[1:])]
+    assert all(3.0 - 0.06 <= g <= 5.0 + 0.06 for g in gaps), gaps  # 4 s ± 25%
+    assert max(gaps) - min(gaps) > 0.3  # and jittered, not fixed
+
+
+def test_nothing_runs_unbound_and_stop_ends_everything() -> None:
+    core = DeviceCore(bytes.fromhex("020000000002"), DhcpFingerprint(param_request_list=(1,)))
+    apps = Apps(core, [{"name": "dns", "interval": 1.0}], ["beacon"], {}, random.Random(2))
+    apps.start(0.0)
+    assert run(apps, 5.0) == []  # not bound: the timers only move on
+    assert apps.next_timer() is not None and apps.next_timer() > 4.0
+    apps.stop()
+    assert apps.next_timer() is None
+
+
+def test_beacons_keep_a_fixed_interval() -> None:
+    apps = Apps(device(), [], ["beacon"], {}, random.Random(3))
+    apps.start(0.0)
+    beats = [t for name, t in run(apps, 200.0) if name == "beacon"]
+    gaps = {round(b - a, 1) for a, b in zip(beats, beats[1:])}
+    assert gaps == {30.0}  # a beacon is regular: that is what gives it away
