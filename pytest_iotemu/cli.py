@@ -247,24 +247,6 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def traffic_line(stats: dict) -> str:
-    """``apps: dns 12 ok, http 4 ok 1 refused; threats: port_scan 1, beacon 2``."""
-    per: dict[str, dict[str, int]] = {}
-    for key, count in sorted(stats.get("apps", {}).items()):
-        protocol, _, result = key.partition(".")
-        per.setdefault(protocol, {})[result] = count
-    ok = ("answered", "connected", "sent", "streaming", "scanned")
-    parts = []
-    for protocol, results in per.items():
-        good = sum(n for r, n in results.items() if r in ok)
-        bad = ", ".join(f"{n} {r}" for r, n in results.items() if r not in ok)
-        parts.append(f"{protocol} {good} ok" + (f" ({bad})" if bad else ""))
-    threats = ", ".join(f"{b} {n}" for b, n in sorted(stats.get("threats", {}).items())
-                        if "." not in b)
-    return "apps: " + ("; ".join(parts) or "none") + (f" | threats: {threats}" if threats
-                                                       else "")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Build the lab (or use the real interface), run the fleet, summarise or stream:
     the same ``SiteRun`` that pytest uses."""
@@ -315,6 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"retransmits {stats['counters'].get('retransmits', 0)}",
                       file=out, flush=True)
                 if stats.get("apps") or stats.get("threats"):
+                    from .metrics import traffic_line
                     print("          " + traffic_line(stats), file=out, flush=True)
     except KeyboardInterrupt:
         print("iotemu: stopped; lab and engine taken down", file=sys.stderr)

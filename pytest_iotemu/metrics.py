@@ -216,9 +216,30 @@ def summary_lines(site: dict[str, Any]) -> list[str]:
                  f"{pct(peaks.get('engine_cpu'))}, RSS peak {mb(peaks.get('engine_rss'))}; "
                  f"DHCP server: CPU peak {pct(peaks.get('server_cpu'))}, RSS peak "
                  f"{mb(peaks.get('server_rss'))}; socket {pps}")
+    last = (site.get("stats") or [{}])[-1]
+    if last.get("apps") or last.get("threats"):
+        lines.append("  " + traffic_line(last))
     for key, value in sorted((site.get("extra") or {}).items()):
         lines.append(f"  {key}: {value}")
     return lines
+
+
+def traffic_line(stats: dict[str, Any]) -> str:
+    """``apps: dns 12 ok, http 4 ok 1 refused; threats: port_scan 1, beacon 2``."""
+    per: dict[str, dict[str, int]] = {}
+    for key, count in sorted(stats.get("apps", {}).items()):
+        protocol, _, result = key.partition(".")
+        per.setdefault(protocol, {})[result] = count
+    ok = ("answered", "connected", "sent", "streaming", "scanned")
+    parts = []
+    for protocol, results in per.items():
+        good = sum(n for r, n in results.items() if r in ok)
+        bad = ", ".join(f"{n} {r}" for r, n in results.items() if r not in ok)
+        parts.append(f"{protocol} {good} ok" + (f" ({bad})" if bad else ""))
+    threats = ", ".join(f"{b} {n}" for b, n in sorted(stats.get("threats", {}).items())
+                        if "." not in b)
+    return "apps: " + ("; ".join(parts) or "none") + (f" | threats: {threats}" if threats
+                                                       else "")
 
 
 def bind_rate(devices: list[dict[str, Any]]) -> float | None:

@@ -95,3 +95,36 @@ def test_path_and_throughput_pass_and_their_sabotaged_twins_fail_on_kea(
     assert outages and all(0.2 < o < 3.0 for o in outages), outages
     slowest = re.search(r"offered 8mbps per device; slowest ([\d.]+)mbps", text)
     assert slowest and float(slowest.group(1)) < 7.0
+
+
+def test_iot_traffic_runs_the_devices_own_traffic_beside_the_items(
+        pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", small="""
+fleet: small
+lab: {lan: 10.71.0.0/24}
+targets:
+  web: {address: 10.91.0.20, services: [443/tcp]}
+devices:
+  - {profile: axis-camera, count: 2, protocols: [{name: dns, interval: 1s}, {name: mqtt, interval: 1s}]}
+  - {profile: windows-10, count: 1, name: pc, threats: [beacon, port_scan]}
+expect:
+  - dhcp: {group: all}
+  - policy: {from: axis-camera, to: web, verdict: allow}
+""")
+    pytester.makepyfile("""
+        import time
+
+        def test_traffic_flows(iot_fleet, iot_lab):
+            time.sleep(6)  # a few rounds of every habit and behaviour
+            stats = iot_fleet.engine.call("stats")
+            assert stats["apps"]["dns.answered"] >= 4 and stats["apps"]["mqtt.connected"] >= 2
+            assert stats["threats"]["beacon"] >= 1 and stats["threats"]["port_scan"] >= 1
+            seen = iot_lab.app_counters()
+            assert sum(e["publishes"] for e in seen["mqtt"].values()) >= 2
+    """)
+    result = pytester.runpytest_subprocess("--iot-fleet=small.yaml", "--iot-traffic", "-v",
+                                           "-p", "no:cacheprovider", "small.yaml",
+                                           "test_iot_traffic_runs_the_devices_own_traffic"
+                                           "_beside_the_items.py")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*apps: dns * ok*mqtt * ok*| threats: beacon *, port_scan *"])
