@@ -12,8 +12,7 @@ from pytest_iotemu.spec.schema import load_spec, parse_legacy
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE = DATA / "legacy-devices.json"
-SHIPPED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "legacy" / \
-    "iot_devices.json"
+SHIPPED = DATA / "previous-emulator" / "iot_devices.json"
 
 
 def by_group(spec):
@@ -80,7 +79,6 @@ def test_keep_interface_option(tmp_path: Path, capsys) -> None:
     assert "interface: ens4" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not SHIPPED.exists(), reason="the previous emulator's file is not here")
 def test_the_previous_emulators_own_file() -> None:
     spec = load_spec(SHIPPED)
     assert len(spec.devices) == 10
