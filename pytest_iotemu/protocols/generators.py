@@ -102,11 +102,16 @@ class Apps:
     def start(self, now: float) -> None:
         self.running = True
         for habit in self.habits:
-            if habit.name == "rtp":
+            if self._streams(habit):
                 habit.due = now + self.rng.uniform(0, 1.0)
             else:
                 first = min(habit.interval, 10.0) if habit.interval else 1.0
                 habit.due = now + self.rng.uniform(0.2, max(0.3, first))
+
+    @staticmethod
+    def _streams(habit: Habit) -> bool:
+        """RTP always streams; generic UDP streams when it has a ``rate``."""
+        return habit.name == "rtp" or (habit.name == "udp" and bool(habit.rate))
 
     def stop(self) -> None:
         self.running = False
@@ -132,7 +137,7 @@ class Apps:
             stream.on_timer(now)
         for habit in self.habits:
             if habit.due and habit.due <= now:
-                if habit.name == "rtp":
+                if self._streams(habit):
                     habit.due = 0.0  # a stream: started once, runs until stopped
                 else:
                     spread = habit.interval * habit.jitter
@@ -243,10 +248,11 @@ class Apps:
         transport, default_port, _d, _i = PROTOCOLS[habit.name]
         port = port or default_port
         name = habit.name
-        if name == "rtp":
+        if self._streams(habit):
             self.streams.append(RtpStream(self, address, port, habit.rate or 1e6,
-                                          habit.size or 1200, habit.tos, now))
-            self._emit(now, "rtp", "streaming", to=to, address=address,
+                                          habit.size or 1200, habit.tos, now,
+                                          rtp=name == "rtp"))
+            self._emit(now, name, "streaming", to=to, address=address,
                        detail=f"{(habit.rate or 1e6) / 1e6:g} Mbit/s")
             return
         payload = self._payload(name, to, habit)
@@ -417,11 +423,13 @@ class Apps:
 
 
 class RtpStream:
-    """An RTP stream (H.264-like payload type 96) at a bit rate: one packet each
-    ``size * 8 / rate`` seconds, with sequence numbers and a 90 kHz timestamp."""
+    """A stream at a bit rate: one datagram each ``size * 8 / rate`` seconds — RTP
+    (H.264-like payload type 96, sequence numbers, a 90 kHz timestamp), or plain bytes for
+    a generic UDP stream (``rtp=False``)."""
 
     def __init__(self, owner: Apps, dst: bytes, port: int, rate: float, size: int, tos: int,
-                 now: float):
+                 now: float, rtp: bool = True):
+        self.rtp = rtp
         self.owner = owner
         self.dst, self.port, self.size, self.tos = dst, port, size, tos
         self.interval = size * 8 / rate
@@ -446,7 +454,8 @@ class RtpStream:
             if self.next_time > now:
                 break
             stamp = int((self.next_time - self.start) * 90000)
-            packet = apps.rtp_packet(self.seq + self.sent, stamp, self.ssrc, size=self.size)
+            packet = apps.rtp_packet(self.seq + self.sent, stamp, self.ssrc, size=self.size) \
+                if self.rtp else bytes(self.size)
             core.out.send(ethernet(mac, core.mac, ETH_P_IP,
                                    ipv4(src, self.dst, 17, udp(src, self.dst, self.sport,
                                                                 self.port, packet),

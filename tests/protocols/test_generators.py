@@ -64,3 +64,19 @@ def test_beacons_keep_a_fixed_interval() -> None:
     beats = [t for name, t in run(apps, 200.0) if name == "beacon"]
     gaps = {round(b - a, 1) for a, b in zip(beats, beats[1:])}
     assert gaps == {30.0}  # a beacon is regular: that is what gives it away
+
+
+def test_udp_with_a_rate_streams_at_it() -> None:
+    core = device()
+    core.arp_cache._entries[bytes([10, 0, 0, 1])] = type(
+        "E", (), {"mac": bytes.fromhex("02000000ffff"), "learned": 0.0})()
+    apps = Apps(core, [{"name": "udp", "rate": 80_000, "size": 100, "to": "10.9.9.9"}], [],
+                {}, random.Random(4))
+    apps.start(0.0)
+    now = 0.0
+    while now < 3.0:
+        apps.on_timer(now)
+        now += 0.01
+    frames = [f for f in core.out.take_frames() if f[23] == 17]
+    # 80 kbit/s of 100-byte datagrams: 100 a second, from a start within the first second
+    assert 190 <= len(frames) <= 301 and all(len(f) == 42 + 100 for f in frames)
