@@ -671,13 +671,19 @@ class Engine:
             heapq.heappop(self.heap)  # stale
         return None
 
+    # devices woken per call at most: an overloaded fleet (streams it cannot keep up
+    # with) must still let the engine read its commands and send its heartbeat
+    TIMER_BUDGET = 5000
+
     def on_timers(self, now: float) -> None:
-        while self.heap and self.heap[0][0] <= now:
+        woken = 0
+        while self.heap and self.heap[0][0] <= now and woken < self.TIMER_BUDGET:
             deadline, _, mac = heapq.heappop(self.heap)
             dev = self.devices.get(mac)
             if dev is None or dev.scheduled != deadline:
                 continue
             dev.scheduled = None
+            woken += 1
             before = dev.core.dhcp.retransmits
             dev.core.on_timer(now)
             if dev.core.dhcp.retransmits > before:

@@ -425,43 +425,68 @@ class Apps:
 class RtpStream:
     """A stream at a bit rate: one datagram each ``size * 8 / rate`` seconds — RTP
     (H.264-like payload type 96, sequence numbers, a 90 kHz timestamp), or plain bytes for
-    a generic UDP stream (``rtp=False``)."""
+    a generic UDP stream (``rtp=False``). One frame template, patched per datagram: the
+    RTP sequence and timestamp, and the UDP checksum updated arithmetically."""
 
     def __init__(self, owner: Apps, dst: bytes, port: int, rate: float, size: int, tos: int,
                  now: float, rtp: bool = True):
-        self.rtp = rtp
         self.owner = owner
-        self.dst, self.port, self.size, self.tos = dst, port, size, tos
-        self.interval = size * 8 / rate
+        self.rtp = rtp
+        self.dst, self.port, self.size, self.tos = dst, port, max(12, size), tos
+        self.interval = self.size * 8 / rate
         self.start = now
         self.next_time = now
         self.seq = owner.rng.getrandbits(16)
         self.ssrc = owner.rng.getrandbits(32)
         self.sport = owner.core.traffic.next_port()
         self.sent = 0
+        self._frame: bytearray | None = None
+        self._hop_mac: bytes | None = None
+        self._base = 0
+
+    def _template(self, mac: bytes) -> None:
+        from .frames import IPPROTO_UDP, _pseudo_sum, _sum16, fold
+        core = self.owner.core
+        src = core.address
+        payload = apps.rtp_packet(0, 0, self.ssrc, size=self.size) if self.rtp \
+            else bytes(self.size)
+        segment = struct.pack("!HHHH", self.sport, self.port, 8 + len(payload), 0) + payload
+        self._frame = bytearray(ethernet(mac, core.mac, ETH_P_IP,
+                                         ipv4(src, self.dst, IPPROTO_UDP, segment,
+                                              tos=self.tos, dont_fragment=True)))
+        self._hop_mac = mac
+        self._base = fold(_pseudo_sum(src, self.dst, IPPROTO_UDP, len(segment))
+                          + _sum16(segment))
 
     def on_timer(self, now: float) -> None:
         core = self.owner.core
-        src = core.address
-        lease = core.dhcp.lease
         from .traffic import next_hop
-        hop = next_hop(self.dst, lease)
-        mac = core.arp_cache.lookup(hop[0], now) if hop and src else None
+        hop = next_hop(self.dst, core.dhcp.lease)
+        mac = core.arp_cache.lookup(hop[0], now) if hop and core.address else None
         if mac is None:
             self.next_time = now + 1.0  # wait for the next hop to be known
             return
+        if self._frame is None or mac != self._hop_mac:
+            self._template(mac)
+        frame = self._frame
+        assert frame is not None
         for _ in range(64):
             if self.next_time > now:
                 break
-            stamp = int((self.next_time - self.start) * 90000)
-            packet = apps.rtp_packet(self.seq + self.sent, stamp, self.ssrc, size=self.size) \
-                if self.rtp else bytes(self.size)
-            core.out.send(ethernet(mac, core.mac, ETH_P_IP,
-                                   ipv4(src, self.dst, 17, udp(src, self.dst, self.sport,
-                                                                self.port, packet),
-                                        tos=self.tos)))
+            total = self._base
+            if self.rtp:
+                seq = (self.seq + self.sent) & 0xFFFF
+                stamp = round(self.sent * self.interval * 90000) & 0xFFFFFFFF
+                struct.pack_into("!HI", frame, 44, seq, stamp)
+                total += seq + (stamp >> 16) + (stamp & 0xFFFF)
+            total = (total & 0xFFFF) + (total >> 16)
+            total = (total & 0xFFFF) + (total >> 16)
+            struct.pack_into("!H", frame, 40, ((~total) & 0xFFFF) or 0xFFFF)
+            core.out.send(bytes(frame))
             self.sent += 1
             self.next_time += self.interval
+        if self.next_time < now - 1.0:  # more than a second behind: drop the backlog
+            self.next_time = now
 
 
 def ntp_servers(lease: dict) -> list[str]:

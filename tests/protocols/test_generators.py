@@ -80,3 +80,25 @@ def test_udp_with_a_rate_streams_at_it() -> None:
     frames = [f for f in core.out.take_frames() if f[23] == 17]
     # 80 kbit/s of 100-byte datagrams: 100 a second, from a start within the first second
     assert 190 <= len(frames) <= 301 and all(len(f) == 42 + 100 for f in frames)
+
+
+def test_rtp_stream_patches_sequence_timestamp_and_a_right_checksum() -> None:
+    from pytest_iotemu.protocols.frames import parse_ipv4, parse_udp
+    core = device()
+    core.arp_cache._entries[bytes([10, 0, 0, 1])] = type(
+        "E", (), {"mac": bytes.fromhex("02000000ffff"), "learned": 0.0})()
+    apps = Apps(core, [{"name": "rtp", "rate": 96_000, "size": 1200, "to": "10.9.9.9",
+                        "dscp": 46}], [], {}, random.Random(5))
+    apps.start(0.0)
+    now = 0.0
+    while now < 2.0:
+        apps.on_timer(now)
+        now += 0.01
+    datagrams = [parse_udp(parse_ipv4(f)) for f in core.out.take_frames() if f[23] == 17]
+    assert len(datagrams) >= 10  # parse_udp checks every UDP checksum
+    seqs = [int.from_bytes(d.data[2:4], "big") for d in datagrams]
+    stamps = [int.from_bytes(d.data[4:8], "big") for d in datagrams]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+    assert all(b - a == 9000 for a, b in zip(stamps, stamps[1:]))  # 0.1 s at 90 kHz
+    assert all(d.ip.payload is not None for d in datagrams)
+    assert datagrams[0].data[1] == 96 and datagrams[0].sport != 5004
