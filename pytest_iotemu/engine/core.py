@@ -514,10 +514,9 @@ class Engine:
         for flow in list(self.pending_flows.values()):
             schedule = flow.schedule
             if schedule is not None and not schedule.done:
-                before = schedule.next_seq * len(schedule.senders) + schedule._next_device
+                before = schedule.handed
                 schedule.on_timer(now, self.flow_sink)
-                sent = schedule.next_seq * len(schedule.senders) + schedule._next_device \
-                    - before
+                sent = schedule.handed - before
                 if sent:
                     self.on_flow_sent(sent, sent * (flow.size + 42))
         self._advance_flows(now)

@@ -130,6 +130,7 @@ class FlowSchedule:
         self.next_seq = 0  # the next datagram number every device still owes…
         self._next_device = 0  # …from this device on (a sink that filled up stops a round)
         self.last_sent_at: float | None = None  # the wake-up that sent the last datagrams
+        self.handed = 0  # datagrams handed to the sink so far, every device together
 
     @property
     def done(self) -> bool:
@@ -152,6 +153,7 @@ class FlowSchedule:
                 if not senders[index].emit(seq, sent_ns, time_words, sink):
                     self._next_device = index
                     return False
+                self.handed += 1
             self._next_device = 0
             self.next_seq += 1
             self.last_sent_at = now
