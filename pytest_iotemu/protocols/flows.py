@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .frames import (ETH_LEN, ETH_P_IP, IP_LEN, IPPROTO_UDP, UDP_LEN, _pseudo_sum, _sum16,
-                     checksum, ethernet, fold, ipv4)
+                     ethernet, fold, ipv4)
 
 MAGIC, COMPACT_MAGIC = b"IOTF", b"IOTc"
 HEADER = struct.Struct("!4sIIIQI")
@@ -218,4 +218,4 @@ class FlowStats:
 
 
 __all__ = ["FlowSchedule", "FlowSender", "FlowStats", "MAGIC", "MAX_SIZE", "MIN_SIZE",
-           "checksum", "decode", "encode"]
+           "decode", "encode"]

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import apps
-from .frames import ETH_P_IP, ip_bytes, ip_text, ipv4, udp, ethernet
+from .frames import (ETH_P_IP, IPPROTO_UDP, _pseudo_sum, _sum16, ethernet, fold, ip_bytes,
+                     ip_text, ipv4)
+from .traffic import next_hop
 
 if TYPE_CHECKING:
     from .device import DeviceCore
@@ -445,7 +447,6 @@ class RtpStream:
         self._base = 0
 
     def _template(self, mac: bytes) -> None:
-        from .frames import IPPROTO_UDP, _pseudo_sum, _sum16, fold
         core = self.owner.core
         src = core.address
         payload = apps.rtp_packet(0, 0, self.ssrc, size=self.size) if self.rtp \
@@ -460,7 +461,6 @@ class RtpStream:
 
     def on_timer(self, now: float) -> None:
         core = self.owner.core
-        from .traffic import next_hop
         hop = next_hop(self.dst, core.dhcp.lease)
         mac = core.arp_cache.lookup(hop[0], now) if hop and core.address else None
         if mac is None:
