@@ -221,13 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         config = json.load(handle)
     responder = Responder(config)
 
+    class Stop(Exception):
+        pass
+
     def stop(_signum: int, _frame: object) -> None:
-        responder.running = False
+        raise Stop  # out of select() at once (it would otherwise be resumed, PEP 475)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print("ready", flush=True)
-    responder.run()
+    try:
+        responder.run()
+    except Stop:
+        pass
     return 0
 
 
