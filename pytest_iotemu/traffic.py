@@ -39,19 +39,29 @@ def probe(engine: Any, names: list[str], target: str, proto: str, port: int,
         jobs.append((client, reply["probe"]))
         for name in reply["not_bound"]:
             results[name] = {"result": "not_bound"}
-    deadline = time.monotonic() + timeout + 10.0
-    while jobs:
-        for job in list(jobs):
+    results.update(collect(jobs, "probe", time.monotonic() + timeout + 10.0,
+                           f"probes to {target}"))
+    return results
+
+
+def collect(jobs: list[tuple[Any, int]], what: str, deadline: float,
+            describe: str, poll: float = 0.05) -> dict[str, dict[str, Any]]:
+    """The results of per-engine jobs (``probe`` or ``flow`` ids), once every engine says
+    its job is done: device -> result. Raises ``EngineError`` past ``deadline``."""
+    results: dict[str, dict[str, Any]] = {}
+    pending = list(jobs)
+    while pending:
+        for job in list(pending):
             client, ident = job
-            reply = client.call("probe_results", probe=ident)
+            reply = client.call(f"{what}_results", **{what: ident})
             if reply["done"]:
                 results.update(reply["results"])
-                jobs.remove(job)
-        if not jobs:
+                pending.remove(job)
+        if not pending:
             break
         if time.monotonic() > deadline:
-            raise EngineError(f"probes to {target} did not finish in {timeout + 10:g}s")
-        time.sleep(0.05)
+            raise EngineError(f"{describe} did not finish in time")
+        time.sleep(poll)
     return results
 
 
@@ -80,24 +90,9 @@ class FlowRun:
         return self.size * 8 / self.rate
 
     def wait(self, extra: float = 10.0) -> dict[str, dict[str, Any]]:
-        """Until every flow has sent everything; device -> {sent, bytes}."""
-        results: dict[str, dict[str, Any]] = {}
-        deadline = self.started + self.duration + extra
-        pending = list(self.jobs)
-        while pending:
-            for job in list(pending):
-                client, ident = job
-                reply = client.call("flow_results", flow=ident)
-                if reply["done"]:
-                    results.update(reply["results"])
-                    pending.remove(job)
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise EngineError(f"flows to {self.target} did not finish in "
-                                  f"{self.duration + extra:g}s")
-            time.sleep(0.1)
-        return results
+        """Until every flow has sent everything; device -> {sent, bytes, elapsed}."""
+        return collect(self.jobs, "flow", self.started + self.duration + extra,
+                       f"flows to {self.target} ({self.duration:g}s offered)", poll=0.1)
 
 
 def start_flow(engine: Any, names: list[str], target: str, port: int, rate: float,

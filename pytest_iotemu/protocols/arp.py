@@ -58,5 +58,9 @@ class ArpCache:
         self._asked[ip] = now
         return True
 
+    def asked_at(self, ip: bytes) -> float | None:
+        """When a request for ``ip`` was last sent (None: not asked, or answered)."""
+        return self._asked.get(ip)
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -444,6 +444,8 @@ class RtpStream:
         self.sent = 0
         self._frame: bytearray | None = None
         self._hop_mac: bytes | None = None
+        self._src: bytes | None = None  # the address the template was built for
+        self._hop: bytes | None = None
         self._base = 0
 
     def _template(self, mac: bytes) -> None:
@@ -456,13 +458,20 @@ class RtpStream:
                                          ipv4(src, self.dst, IPPROTO_UDP, segment,
                                               tos=self.tos, dont_fragment=True)))
         self._hop_mac = mac
+        self._src = src
         self._base = fold(_pseudo_sum(src, self.dst, IPPROTO_UDP, len(segment))
                           + _sum16(segment))
 
     def on_timer(self, now: float) -> None:
         core = self.owner.core
-        hop = next_hop(self.dst, core.dhcp.lease)
-        mac = core.arp_cache.lookup(hop[0], now) if hop and core.address else None
+        if core.address is None:
+            self.next_time = now + 1.0
+            return
+        if self._hop is None or core.address != self._src:  # routed once per lease
+            route = next_hop(self.dst, core.dhcp.lease)
+            self._hop = route[0] if route else None
+            self._frame = None
+        mac = core.arp_cache.lookup(self._hop, now) if self._hop else None
         if mac is None:
             self.next_time = now + 1.0  # wait for the next hop to be known
             return

@@ -290,7 +290,7 @@ class Traffic:
         return None
 
     def _arp_retry(self, job: Job) -> float:
-        asked = self.arp._asked.get(job.hop) if job.hop is not None else None
+        asked = self.arp.asked_at(job.hop) if job.hop is not None else None
         return (asked if asked is not None else job.started) + ARP_RETRY
 
     def on_timer(self, now: float) -> None:
